@@ -1,0 +1,143 @@
+"""``IpcChannel``: the interface every transport implements.
+
+A channel moves :class:`IpcMessage` objects between two ends. Transports
+(``ThreadChannel``, the local-socket channels, ``DccIpcChannel``, the legacy
+stdio pipe) implement ``send``, ``receive`` and ``try_receive``; this base
+class supplies the rest: ``send_json``, ``emit``, ``on_message`` handler
+bookkeeping, shutdown through a :class:`ShutdownState`, metrics, and the
+context-manager protocol.
+
+Usage::
+
+    with ThreadChannel("jobs") as channel:
+        channel.emit("progress", {"done": 3})
+        msg = channel.receive(timeout=1.0)
+        msg.event, msg.data        # ('progress', {'done': 3})
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Any, Callable, Optional
+
+from .message import IpcMessage, IpcMessageType
+from .metrics import IpcChannelMetrics
+from .shutdown import ShutdownState
+
+__all__ = ["IpcChannel", "MessageHandler"]
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[IpcMessage], None]
+
+
+class IpcChannel(ABC):
+    """Abstract channel. Subclasses implement ``send``, ``receive``, ``try_receive``.
+
+    Handlers registered with ``on_message`` receive incoming messages instead
+    of ``receive()``; which thread they run on is the transport's to say (the
+    main thread for ``DccIpcChannel``). A handler that raises is logged and
+    counted in ``metrics.errors``; the channel keeps going.
+    """
+
+    def __init__(self, name: str, shutdown_state: Optional[ShutdownState] = None) -> None:
+        self._name = name
+        self._state = shutdown_state if shutdown_state is not None else ShutdownState()
+        self._handlers: list[MessageHandler] = []
+        self.metrics = IpcChannelMetrics(self._queue_length)
+
+    # -- the transport's part ----------------------------------------------
+
+    @abstractmethod
+    def send(self, msg: IpcMessage) -> None:
+        """Send one message. Raises ``ShuttingDown``, ``Disconnected`` or ``SendFailed``."""
+
+    @abstractmethod
+    def receive(self, timeout: Optional[float] = None) -> IpcMessage:
+        """Wait for the next message.
+
+        Raises ``ChannelTimeout`` after ``timeout`` seconds (``None`` waits until
+        a message arrives or the channel shuts down), ``Disconnected`` when the
+        peer is gone, ``ShuttingDown`` once shut down and nothing is left.
+        """
+
+    @abstractmethod
+    def try_receive(self) -> Optional[IpcMessage]:
+        """The next message if one is waiting, else ``None``. Never blocks."""
+
+    def _queue_length(self) -> int:
+        """Messages waiting to be received (for metrics); transports override."""
+        return 0
+
+    # -- shared behaviour --------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def shutdown_state(self) -> ShutdownState:
+        return self._state
+
+    def send_json(self, data: Any) -> None:
+        """Send ``data`` as the payload of a ``data`` message."""
+        self.send(IpcMessage(IpcMessageType.DATA, data))
+
+    def emit(self, event: str, data: Any = None) -> None:
+        """Send an ``event`` message named ``event``."""
+        self.send(IpcMessage(IpcMessageType.EVENT, data, event=event))
+
+    def on_message(self, handler: MessageHandler) -> Callable[[], None]:
+        """Register ``handler(msg)`` for incoming messages; returns an unsubscribe function."""
+        self._handlers.append(handler)
+        self._handlers_changed()
+
+        def unsubscribe() -> None:
+            if handler in self._handlers:
+                self._handlers.remove(handler)
+
+        return unsubscribe
+
+    def _handlers_changed(self) -> None:  # noqa: B027 - optional hook
+        """Hook for transports that start delivery when the first handler arrives."""
+
+    def _dispatch(self, msg: IpcMessage) -> None:
+        """Hand ``msg`` to every handler; a handler that raises is logged and counted."""
+        for handler in tuple(self._handlers):
+            try:
+                handler(msg)
+            except Exception:
+                self.metrics.record_error()
+                log.exception("channel %r: message handler %r raised", self._name, handler)
+
+    def shutdown(self) -> None:
+        """Stop accepting work and wake every blocked caller. Idempotent, never raises."""
+        self._state.shutdown()
+
+    def is_shutdown(self) -> bool:
+        return self._state.is_shutdown()
+
+    def wait_for_drain(self, timeout: Optional[float] = None) -> None:
+        """Wait until in-flight operations finish; raises ``ChannelTimeout``."""
+        self._state.wait_for_drain(timeout)
+
+    def close(self) -> None:
+        """Release the channel's resources (``shutdown()`` for in-process channels)."""
+        self.shutdown()
+
+    def __enter__(self) -> IpcChannel:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "shut down" if self.is_shutdown() else "open"
+        return f"<{type(self).__name__} {self._name!r} {state}>"

@@ -1,0 +1,100 @@
+"""Newline-delimited JSON framing (PROTOCOL.md, "Framing").
+
+``FrameDecoder`` turns a byte stream into frames: it keeps partial frames
+across reads, returns every complete frame of a read, accepts ``\\r\\n``,
+skips empty lines, and refuses a frame longer than ``max_frame`` as soon as it
+is known to be too long, without buffering it whole.
+
+Usage::
+
+    decoder = FrameDecoder(max_frame=16 * 1024 * 1024)
+    for frame in decoder.feed(sock.recv(65536)):
+        msg = IpcMessage.from_json(frame)
+    if decoder.overflowed:
+        ...  # answer -32004 and close the connection
+"""
+
+from __future__ import annotations
+
+from .errors import MessageTooLarge
+from .message import IpcMessage
+
+__all__ = ["DEFAULT_MAX_FRAME", "FrameDecoder", "encode_frame"]
+
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+"""The protocol's default frame limit: 16 MiB."""
+
+
+def encode_frame(msg: IpcMessage, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    """``msg`` as one frame (JSON + ``\\n``); raises ``MessageTooLarge`` over ``max_frame``.
+
+    Checking on the sending side turns an oversized message into an error for
+    the caller instead of a closed connection for everyone.
+    """
+    raw = msg.to_bytes()
+    if len(raw) > max_frame:
+        raise MessageTooLarge(
+            f"{msg.type.value} message of {len(raw)} bytes exceeds the {max_frame}-byte limit"
+        )
+    return raw + b"\n"
+
+
+class FrameDecoder:
+    """Incremental splitter of a byte stream into frames (see module docstring).
+
+    After ``overflowed`` becomes true the decoder returns nothing more: the
+    connection is to be answered with -32004 and closed.
+    """
+
+    __slots__ = ("_partial", "max_frame", "overflowed")
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        if max_frame < 1:
+            raise ValueError(f"max_frame must be positive, not {max_frame}")
+        self.max_frame = max_frame
+        self.overflowed = False
+        self._partial = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame held so far."""
+        return len(self._partial)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add ``data``; return the frames it completes (without line endings)."""
+        if self.overflowed:
+            return []
+        partial = self._partial
+        if b"\n" not in data:
+            partial += data
+            if len(partial) > self.max_frame:
+                self._overflow()
+            return []
+        if partial:
+            partial += data
+            data = bytes(partial)
+            partial.clear()
+        lines = data.split(b"\n")
+        partial += lines.pop()
+        limit = self.max_frame
+        frames: list[bytes] = []
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                continue
+            if len(line) > limit:
+                self._overflow()
+                return frames
+            frames.append(line)
+        if len(partial) > limit:
+            self._overflow()
+        return frames
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        self._partial = bytearray()
+
+    def error(self) -> MessageTooLarge:
+        """The exception describing an overflow (for logs and error replies)."""
+        return MessageTooLarge(f"frame exceeds the {self.max_frame}-byte limit")

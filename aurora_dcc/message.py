@@ -1,0 +1,212 @@
+"""``IpcMessage``: one message of PROTOCOL.md, and its JSON encoding.
+
+Usage::
+
+    msg = IpcMessage.request("scene.info", {"verbose": True})
+    raw = msg.to_bytes()                 # b'{"type":"request","id":"...",...}'
+    assert IpcMessage.from_json(raw) == msg
+
+Decoding never raises anything but :class:`SerializationError` for bad input,
+whose ``code`` says whether the frame was not JSON (-32700) or not a message
+(-32600).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from enum import Enum
+from typing import Any, Optional
+
+from . import codec
+from .errors import ErrorCode, IpcError, SerializationError
+
+__all__ = ["IpcMessage", "IpcMessageType", "new_message_id"]
+
+
+class IpcMessageType(str, Enum):
+    """The ``type`` field. A ``str`` enum: ``IpcMessageType.PING == "ping"``."""
+
+    REQUEST = "request"
+    RESPONSE = "response"
+    EVENT = "event"
+    PING = "ping"
+    PONG = "pong"
+    DATA = "data"
+    HELLO = "hello"
+    READY = "ready"
+    BYE = "bye"
+
+
+_TYPES: dict[str, IpcMessageType] = {t.value: t for t in IpcMessageType}
+
+# Ids are unique per process and cheap: a random prefix plus a counter.
+_ID_PREFIX = os.urandom(4).hex()
+_id_counter = itertools.count(1)
+
+
+def new_message_id() -> str:
+    """A fresh message id, unique within this process and across processes."""
+    return f"{_ID_PREFIX}-{next(_id_counter)}"
+
+
+class IpcMessage:
+    """One protocol message. Absent fields are ``None`` and are not sent.
+
+    Build messages with the class methods (``request``, ``response``,
+    ``error_response``, ``event``, ``ping``, ...) or the constructor.
+    """
+
+    __slots__ = ("data", "error", "event", "id", "method", "type")
+
+    def __init__(
+        self,
+        type: IpcMessageType | str,
+        data: Any = None,
+        id: Optional[str] = None,
+        method: Optional[str] = None,
+        event: Optional[str] = None,
+        error: Optional[IpcError] = None,
+    ) -> None:
+        msg_type = _TYPES.get(type) if isinstance(type, str) else None
+        if msg_type is None:
+            raise SerializationError(f"unknown message type {type!r}")
+        self.type = msg_type
+        self.data = {} if data is None else data
+        self.id = id
+        self.method = method
+        self.event = event
+        self.error = error
+
+    # -- constructors ------------------------------------------------------
+
+    @classmethod
+    def request(cls, method: str, data: Any = None, id: Optional[str] = None) -> IpcMessage:
+        return cls(IpcMessageType.REQUEST, data, id=id or new_message_id(), method=method)
+
+    @classmethod
+    def response(cls, id: Optional[str], data: Any = None) -> IpcMessage:
+        return cls(IpcMessageType.RESPONSE, data, id=id)
+
+    @classmethod
+    def error_response(
+        cls, id: Optional[str], code: int, message: str, data: Any = None
+    ) -> IpcMessage:
+        return cls(IpcMessageType.RESPONSE, id=id, error=IpcError(code, message, data))
+
+    @classmethod
+    def event_message(cls, event: str, data: Any = None) -> IpcMessage:
+        return cls(IpcMessageType.EVENT, data, event=event)
+
+    @classmethod
+    def ping(cls, id: Optional[str] = None) -> IpcMessage:
+        return cls(IpcMessageType.PING, id=id or new_message_id())
+
+    @classmethod
+    def pong(cls, id: Optional[str]) -> IpcMessage:
+        return cls(IpcMessageType.PONG, id=id)
+
+    # -- encoding ----------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire object: absent (``None``) fields are left out."""
+        out: dict[str, Any] = {"type": self.type.value}
+        if self.id is not None:
+            out["id"] = self.id
+        if self.method is not None:
+            out["method"] = self.method
+        if self.event is not None:
+            out["event"] = self.event
+        if self.data is not None:
+            out["data"] = self.data
+        if self.error is not None:
+            out["error"] = self.error.to_dict()
+        return out
+
+    def to_bytes(self) -> bytes:
+        """UTF-8 JSON without the frame's trailing newline."""
+        try:
+            return codec.dumps(self.to_dict())
+        except codec.EncodeError as exc:
+            raise SerializationError(
+                f"cannot encode {self.type.value} message: {exc}", ErrorCode.INTERNAL_ERROR
+            ) from exc
+
+    def to_json(self) -> str:
+        return self.to_bytes().decode("utf-8")
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> IpcMessage:
+        """Validate a decoded JSON value; raises ``SerializationError`` (-32600)."""
+        if not isinstance(obj, dict):
+            raise SerializationError(f"a message must be a JSON object, not {_kind(obj)}")
+        raw_id = obj.get("id")
+        msg_id = raw_id if isinstance(raw_id, str) else None
+        raw_type = obj.get("type")
+        if not isinstance(raw_type, str):
+            reason = "missing field 'type'" if raw_type is None else "field 'type' must be a string"
+            raise SerializationError(reason, message_id=msg_id)
+        msg_type = _TYPES.get(raw_type)
+        if msg_type is None:
+            raise SerializationError(f"unknown message type {raw_type!r}", message_id=msg_id)
+        if raw_id is not None and msg_id is None:
+            raise SerializationError("field 'id' must be a string")
+        method, event, error = obj.get("method"), obj.get("event"), obj.get("error")
+        if method is not None and not isinstance(method, str):
+            raise SerializationError("field 'method' must be a string", message_id=msg_id)
+        if event is not None and not isinstance(event, str):
+            raise SerializationError("field 'event' must be a string", message_id=msg_id)
+        if msg_type is IpcMessageType.REQUEST and method is None:
+            raise SerializationError("a request needs a string 'method'", message_id=msg_id)
+        if msg_type is IpcMessageType.EVENT and event is None:
+            raise SerializationError("an event needs a string 'event'", message_id=msg_id)
+        try:
+            err = None if error is None else IpcError.from_dict(error)
+        except SerializationError as exc:
+            exc.message_id = msg_id
+            raise
+        msg = cls.__new__(cls)
+        msg.type = msg_type
+        data = obj.get("data")
+        msg.data = {} if data is None else data
+        msg.id = msg_id
+        msg.method = method
+        msg.event = event
+        msg.error = err
+        return msg
+
+    @classmethod
+    def from_json(cls, raw: bytes | bytearray | memoryview | str) -> IpcMessage:
+        """Decode one frame (without or with its newline); raises ``SerializationError``."""
+        try:
+            obj = codec.loads(raw)
+        except codec.DecodeError as exc:
+            raise SerializationError(f"not valid JSON: {exc}", ErrorCode.PARSE_ERROR) from exc
+        return cls.from_dict(obj)
+
+    from_bytes = from_json
+
+    # -- helpers -----------------------------------------------------------
+
+    @property
+    def is_error(self) -> bool:
+        return self.error is not None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, IpcMessage):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items() if k != "type")
+        return f"IpcMessage({self.type.value}{', ' if fields else ''}{fields})"
+
+
+def _kind(obj: Any) -> str:
+    if isinstance(obj, list):
+        return "an array"
+    if obj is None:
+        return "null"
+    return f"a {type(obj).__name__}"

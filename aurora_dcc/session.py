@@ -1,0 +1,103 @@
+"""Session rules of PROTOCOL.md shared by every socket transport.
+
+The ``hello``/``ready`` handshake, token checking, replies to bad frames, and
+the environment variables that carry a channel to a child process. Both the
+Qt side and the pure-Python side use these, so they behave identically.
+
+Usage (server side, on a connection's first frame)::
+
+    error = check_hello(msg, token=server_token)
+    if error is not None:
+        send(IpcMessage(IpcMessageType.RESPONSE, id=msg.id, error=error)); close()
+    else:
+        send(ready_message(peer="maya-2025", handlers=["scene.info"]))
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import sys
+from typing import Any, Optional
+
+from .errors import ErrorCode, IpcError, SerializationError
+from .message import IpcMessage, IpcMessageType
+
+__all__ = [
+    "ENV_CHANNEL",
+    "ENV_MODE",
+    "ENV_PACKED",
+    "ENV_TOKEN",
+    "PROTOCOL_VERSION",
+    "check_hello",
+    "default_peer_name",
+    "error_reply",
+    "hello_message",
+    "ready_message",
+]
+
+PROTOCOL_VERSION = 1
+
+ENV_CHANNEL = "AURORAVIEW_IPC_CHANNEL"
+"""Name of the channel a child process should join."""
+ENV_TOKEN = "AURORAVIEW_IPC_TOKEN"
+"""Session token the server requires, if any."""
+ENV_PACKED = "AURORAVIEW_PACKED"
+"""``1`` in a packed-mode backend started by its host."""
+ENV_MODE = "AURORAVIEW_IPC_MODE"
+"""Forces a transport: ``thread``, ``local_socket``, ``shared_memory`` or ``legacy``."""
+
+
+def default_peer_name() -> str:
+    """A readable name for this process in ``hello``/``ready`` (``python-<pid>``)."""
+    base = os.path.splitext(os.path.basename(sys.argv[0] or "python"))[0] or "python"
+    return f"{base}-{os.getpid()}"
+
+
+def hello_message(token: Optional[str] = None, peer: Optional[str] = None) -> IpcMessage:
+    data: dict[str, Any] = {
+        "protocol": PROTOCOL_VERSION,
+        "peer": peer or default_peer_name(),
+        "pid": os.getpid(),
+    }
+    if token is not None:
+        data["token"] = token
+    return IpcMessage(IpcMessageType.HELLO, data)
+
+
+def ready_message(peer: Optional[str] = None, handlers: Optional[list[str]] = None) -> IpcMessage:
+    return IpcMessage(
+        IpcMessageType.READY,
+        {
+            "protocol": PROTOCOL_VERSION,
+            "peer": peer or default_peer_name(),
+            "handlers": sorted(handlers or []),
+        },
+    )
+
+
+def check_hello(msg: IpcMessage, token: Optional[str]) -> Optional[IpcError]:
+    """``None`` if ``msg`` (a ``hello``) may open a session, else the error to answer.
+
+    The token is compared in constant time. A server without a token accepts
+    any token.
+    """
+    data = msg.data if isinstance(msg.data, dict) else {}
+    protocol = data.get("protocol", PROTOCOL_VERSION)
+    if protocol != PROTOCOL_VERSION or isinstance(protocol, bool):
+        return IpcError(
+            ErrorCode.UNSUPPORTED_PROTOCOL,
+            f"unsupported protocol version {protocol!r}; this server speaks {PROTOCOL_VERSION}",
+        )
+    if token is not None:
+        offered = data.get("token")
+        if not isinstance(offered, str) or not hmac.compare_digest(
+            offered.encode("utf-8"), token.encode("utf-8")
+        ):
+            return IpcError(ErrorCode.UNAUTHORIZED, "unauthorized: wrong or missing token")
+    return None
+
+
+def error_reply(exc: SerializationError) -> IpcMessage:
+    """The ``response`` that answers a frame that could not be decoded."""
+    return IpcMessage.error_response(exc.message_id, exc.code, str(exc))

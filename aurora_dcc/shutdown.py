@@ -1,0 +1,123 @@
+"""``ShutdownState``: in-flight operation guards, drain, and shutdown.
+
+One instance may be shared by several channels (``ThreadChannel.pair`` does
+this), so shutting one down shuts them all down together.
+
+Usage::
+
+    state = ShutdownState()
+    with state.begin_operation():      # raises ShuttingDown once shut down
+        handle(message)
+    ...
+    state.shutdown()                   # refuse new operations, wake waiters
+    state.wait_for_drain(timeout=2.0)  # until in-flight operations finish
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from types import TracebackType
+from typing import Callable, Optional
+
+from .errors import ChannelTimeout, ShuttingDown
+
+__all__ = ["OperationGuard", "ShutdownState"]
+
+log = logging.getLogger(__name__)
+
+
+class OperationGuard:
+    """Counts one in-flight operation until ``release()`` or the ``with`` block ends."""
+
+    __slots__ = ("_released", "_state")
+
+    def __init__(self, state: ShutdownState) -> None:
+        self._state = state
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._state._end_operation()
+
+    def __enter__(self) -> OperationGuard:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.release()
+
+
+class ShutdownState:
+    """Tracks in-flight operations and whether shutdown has begun."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._shutting_down = False
+        self._callbacks: list[Callable[[], None]] = []
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def is_shutdown(self) -> bool:
+        return self._shutting_down
+
+    def check(self) -> None:
+        """Raise ``ShuttingDown`` if shutdown has begun."""
+        if self._shutting_down:
+            raise ShuttingDown("shutting down: no new operations are accepted")
+
+    def begin_operation(self) -> OperationGuard:
+        """Count an operation as in flight; raises ``ShuttingDown`` once shut down."""
+        with self._cond:
+            self.check()
+            self._in_flight += 1
+        return OperationGuard(self)
+
+    def _end_operation(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._cond.notify_all()
+
+    def on_shutdown(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when shutdown begins (at once if it already has)."""
+        with self._cond:
+            if not self._shutting_down:
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def shutdown(self) -> None:
+        """Refuse new operations and run the shutdown callbacks. Idempotent, never raises."""
+        with self._cond:
+            if self._shutting_down:
+                return
+            self._shutting_down = True
+            callbacks, self._callbacks = self._callbacks, []
+            self._cond.notify_all()
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("shutdown callback %r failed", callback)
+
+    def wait_for_drain(self, timeout: Optional[float] = None) -> None:
+        """Wait until no operation is in flight; raises ``ChannelTimeout`` on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._in_flight:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ChannelTimeout(
+                        f"{self._in_flight} operation(s) still in flight after {timeout}s"
+                    )
+                self._cond.wait(remaining)

@@ -1,0 +1,213 @@
+"""``ThreadChannel``: an in-process channel over a bounded queue.
+
+A single ``ThreadChannel`` is a loopback queue: any thread sends, any thread
+receives. ``ThreadChannel.pair()`` gives two connected ends, each receiving
+what the other sends, sharing one :class:`ShutdownState`.
+
+Usage::
+
+    a, b = ThreadChannel.pair("jobs", capacity=1000)
+    a.send(IpcMessage.request("scene.info"))
+    b.receive(timeout=1.0).method      # 'scene.info'
+
+A full queue makes ``send`` wait up to its timeout, then raise ``SendFailed``:
+nothing is ever dropped silently. ``shutdown()`` wakes blocked senders and
+receivers with ``ShuttingDown``; messages already queued can still be received.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Callable, Optional, Union
+
+from .channel import IpcChannel
+from .errors import ChannelTimeout, SendFailed, ShuttingDown
+from .message import IpcMessage
+from .metrics import IpcChannelMetrics
+from .shutdown import ShutdownState
+
+__all__ = ["ThreadChannel"]
+
+_perf = time.perf_counter
+
+
+class _Default:
+    """Marker for "use the channel's default send timeout"."""
+
+
+_DEFAULT = _Default()
+
+
+class _BoundedQueue:
+    """A deque guarded by one lock with three conditions; ``close()`` wakes all.
+
+    Items are ``(message, perf_counter at send)`` so the receiver can measure
+    latency. ``on_nonempty`` is called (outside the lock) by the put that takes
+    the queue from empty to non-empty: the hook ``DccIpcChannel`` wakes on.
+    """
+
+    def __init__(self, capacity: int, metrics: IpcChannelMetrics) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, not {capacity}")
+        self.capacity = capacity
+        self.metrics = metrics  # the receiving end's
+        self.on_nonempty: Optional[Callable[[], None]] = None
+        self.closed = False
+        self._items: deque[tuple[IpcMessage, float]] = deque()
+        lock = threading.Lock()
+        self._lock = lock
+        self._not_empty = threading.Condition(lock)
+        self._not_full = threading.Condition(lock)
+        self._empty = threading.Condition(lock)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, msg: IpcMessage, timeout: Optional[float], sender: IpcChannelMetrics) -> None:
+        items = self._items
+        with self._lock:
+            if self.closed:
+                raise ShuttingDown("channel is shutting down: message not sent")
+            if len(items) >= self.capacity:
+                self._wait_for_room(timeout)
+            items.append((msg, _perf()))
+            length = len(items)
+            sender.record_sent()
+            self.metrics.observe_queue_length(length)
+            self._not_empty.notify()
+        if length == 1 and self.on_nonempty is not None:
+            self.on_nonempty()
+
+    def _wait_for_room(self, timeout: Optional[float]) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(self._items) >= self.capacity and not self.closed:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise SendFailed(
+                    f"queue full ({self.capacity} messages) for {timeout}s: message not sent"
+                )
+            self._not_full.wait(remaining)
+        if self.closed:
+            raise ShuttingDown("channel shut down while waiting for room: message not sent")
+
+    def _pop(self) -> IpcMessage:
+        msg, sent_at = self._items.popleft()
+        metrics = self.metrics
+        metrics.record_received()
+        metrics.record_latency(_perf() - sent_at)
+        self._not_full.notify()
+        if not self._items:
+            self._empty.notify_all()
+        return msg
+
+    def get(self, timeout: Optional[float]) -> IpcMessage:
+        with self._lock:
+            if not self._items:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while not self._items:
+                    if self.closed:
+                        raise ShuttingDown("channel is shut down and empty")
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise ChannelTimeout(f"no message within {timeout}s")
+                    self._not_empty.wait(remaining)
+            return self._pop()
+
+    def get_nowait(self) -> Optional[IpcMessage]:
+        with self._lock:
+            return self._pop() if self._items else None
+
+    def wait_empty(self, timeout: Optional[float]) -> bool:
+        with self._lock:
+            return self._empty.wait_for(lambda: not self._items, timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+
+
+class ThreadChannel(IpcChannel):
+    """In-process channel over a bounded queue (see the module docstring).
+
+    ``send_timeout`` is how long ``send`` waits for room in a full queue by
+    default (``None``: until room or shutdown).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        capacity: int = 10_000,
+        *,
+        send_timeout: Optional[float] = 10.0,
+        shutdown_state: Optional[ShutdownState] = None,
+    ) -> None:
+        super().__init__(name, shutdown_state)
+        self.send_timeout = send_timeout
+        self._inbox = _BoundedQueue(capacity, self.metrics)
+        self._outbox = self._inbox  # loopback until pair() connects two ends
+        self._dispatcher: Optional[threading.Thread] = None
+        self._state.on_shutdown(self._inbox.close)
+
+    @classmethod
+    def pair(
+        cls, name: str, capacity: int = 10_000, *, send_timeout: Optional[float] = 10.0
+    ) -> tuple[ThreadChannel, ThreadChannel]:
+        """Two connected ends, ``<name>_a`` and ``<name>_b``, sharing one ShutdownState."""
+        state = ShutdownState()
+        a = cls(f"{name}_a", capacity, send_timeout=send_timeout, shutdown_state=state)
+        b = cls(f"{name}_b", capacity, send_timeout=send_timeout, shutdown_state=state)
+        a._outbox, b._outbox = b._inbox, a._inbox
+        return a, b
+
+    @property
+    def capacity(self) -> int:
+        return self._inbox.capacity
+
+    def set_wakeup(self, callback: Optional[Callable[[], None]]) -> None:
+        """Call ``callback`` whenever this end's queue goes from empty to non-empty.
+
+        It runs on the sending thread, outside the queue's lock, and must be quick.
+        """
+        self._inbox.on_nonempty = callback
+
+    def send(self, msg: IpcMessage, timeout: Union[float, _Default, None] = _DEFAULT) -> None:
+        """Queue ``msg``; waits up to ``timeout`` (default ``send_timeout``) when full."""
+        wait = self.send_timeout if isinstance(timeout, _Default) else timeout
+        self._outbox.put(msg, wait, self.metrics)
+
+    def receive(self, timeout: Optional[float] = None) -> IpcMessage:
+        return self._inbox.get(timeout)
+
+    def try_receive(self) -> Optional[IpcMessage]:
+        return self._inbox.get_nowait()
+
+    def _queue_length(self) -> int:
+        return len(self._inbox)
+
+    def wait_for_drain(self, timeout: Optional[float] = None) -> None:
+        """Wait until in-flight operations end and the receiver has taken all we sent."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._state.wait_for_drain(timeout)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._outbox.wait_empty(remaining):
+            raise ChannelTimeout(f"{len(self._outbox)} message(s) still queued after {timeout}s")
+
+    def _handlers_changed(self) -> None:
+        # Handlers need something to call them: a daemon thread, started once.
+        if self._dispatcher is None and self._handlers:
+            self._dispatcher = threading.Thread(
+                target=self._dispatch_loop, name=f"aurora-dispatch-{self._name}", daemon=True
+            )
+            self._dispatcher.start()
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            try:
+                msg = self._inbox.get(None)
+            except ShuttingDown:
+                return
+            self._dispatch(msg)
