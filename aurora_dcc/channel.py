@@ -18,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import logging
+import threading
 from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any, Callable, Optional
@@ -111,6 +112,15 @@ class IpcChannel(ABC):
             except Exception:
                 self.metrics.record_error()
                 log.exception("channel %r: message handler %r raised", self._name, handler)
+
+    def wait_event(self, event: threading.Event, timeout: Optional[float]) -> bool:
+        """Wait for ``event`` the way this transport needs; True if it was set.
+
+        Callers that wait for a reply (RPC) use this instead of ``event.wait`` so
+        that a transport whose messages are delivered by an event loop (the Qt
+        side) can keep that loop running while the caller waits on its thread.
+        """
+        return event.wait(timeout)
 
     def shutdown(self) -> None:
         """Stop accepting work and wake every blocked caller. Idempotent, never raises."""
