@@ -17,13 +17,16 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Optional
 
+import qtpy
 from qtpy import QtCore
 
 __all__ = ["QtCore", "app_instance", "is_alive", "on_qt_main_thread"]
 
 
 def _load_is_valid() -> Callable[[Any], bool]:
-    for module_name in ("shiboken6", "shiboken2"):
+    # The shiboken that matches the binding qtpy picked (a host may have both).
+    names = ("shiboken2", "shiboken6") if qtpy.PYSIDE2 else ("shiboken6", "shiboken2")
+    for module_name in names:
         try:
             module = importlib.import_module(module_name)
         except ImportError:
