@@ -1,0 +1,195 @@
+"""``StreamSession``: one socket connection's protocol state, without any I/O.
+
+Both socket transports (the Qt side and the pure-Python side) feed the bytes
+they read into a ``StreamSession`` and write out what it gives back, so the
+rules of PROTOCOL.md live in exactly one place: framing, the ``hello``/``ready``
+handshake and its token, answers to bad frames, ``ping`` → ``pong``, the frame
+limit.
+
+Usage (a server connection's read loop)::
+
+    session = StreamSession(server=True, token=token, handlers=lambda: ["scene.info"])
+    while True:
+        messages = session.feed(sock.recv(65536))
+        sock.sendall(session.take_output())     # replies the protocol owes
+        for msg in messages:
+            deliver(msg)                         # requests, events, responses...
+        if session.must_close:
+            break                                # bad token, frame too large
+
+A client queues its ``hello`` with ``start()`` and is ``established`` once the
+server's ``ready`` arrives (``refusal`` holds the error if it was refused).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from .errors import (
+    ErrorCode,
+    IpcChannelError,
+    IpcError,
+    SerializationError,
+    Unauthorized,
+    UnsupportedProtocol,
+)
+from .framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
+from .message import IpcMessage, IpcMessageType
+from .metrics import IpcChannelMetrics
+from .session import check_hello, error_reply, hello_message, ready_message
+
+__all__ = ["StreamSession"]
+
+_HELLO = IpcMessageType.HELLO
+_READY = IpcMessageType.READY
+_PING = IpcMessageType.PING
+_RESPONSE = IpcMessageType.RESPONSE
+
+
+class StreamSession:
+    """Protocol state of one connection; see the module docstring.
+
+    ``server`` chooses the side. ``token`` is the server's required token, or
+    the token a client offers. ``handlers`` returns the handler names a
+    server announces in ``ready``. ``metrics`` (optional) is told about every
+    received frame and bad frame.
+    """
+
+    def __init__(
+        self,
+        *,
+        server: bool,
+        token: Optional[str] = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        peer_name: Optional[str] = None,
+        handlers: Optional[Callable[[], list[str]]] = None,
+        metrics: Optional[IpcChannelMetrics] = None,
+    ) -> None:
+        self.server = server
+        self.token = token
+        self.max_frame = max_frame
+        self.peer_name = peer_name
+        self._handlers = handlers
+        self.metrics = metrics if metrics is not None else IpcChannelMetrics()
+        self._decoder = FrameDecoder(max_frame)
+        self._output: list[bytes] = []
+        self.established = False
+        """Server: the client is accepted. Client: the server's ``ready`` arrived."""
+        self.must_close = False
+        """The connection is to be closed once ``take_output()`` has been written."""
+        self.refusal: Optional[IpcError] = None
+        """Client: the error the server refused the session with."""
+        self.peer_info: dict[str, object] = {}
+        """Data of the peer's latest ``hello`` or ``ready``."""
+
+    # -- output ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Client: queue the ``hello`` that opens the session."""
+        self._output.append(encode_frame(hello_message(self.token, self.peer_name)))
+
+    def announce(self, handlers: list[str]) -> None:
+        """Queue a ``ready`` listing ``handlers`` (handler list changed)."""
+        self._output.append(encode_frame(ready_message(self.peer_name, handlers)))
+
+    def encode(self, msg: IpcMessage) -> bytes:
+        """``msg`` as a frame; raises ``MessageTooLarge`` over ``max_frame``."""
+        return encode_frame(msg, self.max_frame)
+
+    def take_output(self) -> bytes:
+        """Bytes the protocol owes the peer (replies, ``pong``, ``ready``); clears them."""
+        if not self._output:
+            return b""
+        out = b"".join(self._output)
+        self._output.clear()
+        return out
+
+    def _reply(self, msg: IpcMessage) -> None:
+        self._output.append(encode_frame(msg))
+
+    # -- input -------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list[IpcMessage]:
+        """Take bytes read from the socket; return the messages for the application."""
+        if self.must_close:
+            return []
+        frames = self._decoder.feed(data)
+        delivered: list[IpcMessage] = []
+        metrics = self.metrics
+        for frame in frames:
+            metrics.record_received(len(frame) + 1)
+            try:
+                msg = IpcMessage.from_json(frame)
+            except SerializationError as exc:
+                metrics.record_error()
+                self._reply(error_reply(exc))
+                continue
+            if not self.established and not self._open(msg):
+                if self.must_close:
+                    return delivered
+                continue
+            msg_type = msg.type
+            if msg_type is _PING:
+                self._reply(IpcMessage.pong(msg.id))
+                continue
+            if msg_type is _HELLO:
+                # A repeated hello is answered like the first (idempotent).
+                self._reply(ready_message(self.peer_name, self._handler_names()))
+                continue
+            if msg_type is _READY and isinstance(msg.data, dict):
+                self.peer_info = msg.data
+            delivered.append(msg)
+        if self._decoder.overflowed and not self.must_close:
+            metrics.record_error()
+            self._refuse(IpcError(ErrorCode.MESSAGE_TOO_LARGE, str(self._decoder.error())))
+        return delivered
+
+    def _open(self, msg: IpcMessage) -> bool:
+        """Handle a message that arrives before the session is established.
+
+        Returns True if ``msg`` should then be processed as usual.
+        """
+        if self.server:
+            if msg.type is _HELLO:
+                error = check_hello(msg, self.token)
+                if error is not None:
+                    self._refuse(error, msg.id)
+                    return False
+                self.peer_info = msg.data if isinstance(msg.data, dict) else {}
+                self.established = True
+                self._reply(ready_message(self.peer_name, self._handler_names()))
+                return False
+            if self.token is not None:
+                self._refuse(IpcError(ErrorCode.UNAUTHORIZED, "unauthorized: send hello first"))
+                return False
+            self.established = True  # a token-less server accepts hello-less clients
+            return True
+        # Client: the first thing owed is the server's ready, or its refusal.
+        if msg.type is _READY:
+            self.established = True
+            return True
+        if msg.type is _RESPONSE and msg.error is not None:
+            self.refusal = msg.error
+            self.must_close = True
+            return False
+        return True  # anything else before ready (an event, say) is delivered
+
+    def _refuse(self, error: IpcError, msg_id: Optional[str] = None) -> None:
+        self._reply(IpcMessage(_RESPONSE, id=msg_id, error=error))
+        self.must_close = True
+
+    def _handler_names(self) -> list[str]:
+        return self._handlers() if self._handlers is not None else []
+
+    def refusal_exception(self) -> IpcChannelError:
+        """The exception a client's ``connect()`` raises for ``refusal``."""
+        error = self.refusal
+        if error is None:
+            return IpcChannelError("session not refused")
+        if error.code == ErrorCode.UNAUTHORIZED:
+            return Unauthorized(error.message)
+        if error.code == ErrorCode.UNSUPPORTED_PROTOCOL:
+            return UnsupportedProtocol(error.message)
+        exc = IpcChannelError(f"server refused the session: {error.message}")
+        exc.code = error.code
+        return exc
