@@ -13,12 +13,28 @@ Usage::
 from __future__ import annotations
 
 import os
+import socket
+import stat
 import sys
 
-__all__ = ["MAX_UNIX_PATH", "is_windows", "resolve_address", "temp_dir"]
+from .errors import IpcChannelError
+
+__all__ = [
+    "MAX_UNIX_PATH",
+    "AddressInUse",
+    "claim_address",
+    "is_windows",
+    "resolve_address",
+    "temp_dir",
+]
 
 MAX_UNIX_PATH = 104 if sys.platform == "darwin" else 108
 """Bytes in ``sockaddr_un.sun_path`` (including the terminating NUL)."""
+
+
+class AddressInUse(IpcChannelError, OSError):
+    """Another live server already listens on this channel name."""
+
 
 _PIPE_PREFIX = "\\\\.\\pipe\\"
 
@@ -45,3 +61,33 @@ def resolve_address(name: str) -> str:
             "allows; use a shorter channel name or TMPDIR"
         )
     return path
+
+
+def claim_address(name: str) -> str:
+    """Make channel ``name``'s address free for a new server; return the address.
+
+    A socket file left by a crashed server (nobody accepts on it) is removed;
+    a live server's socket is never touched: that raises ``AddressInUse``.
+    Named pipes on Windows vanish with their server, so there is nothing to do.
+    """
+    address = resolve_address(name)
+    if is_windows() or not os.path.exists(address):
+        return address
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(address)
+    except OSError as exc:
+        # Refused (or not a socket at all): a stale file; take it over.
+        if stat.S_ISSOCK(os.lstat(address).st_mode):
+            os.unlink(address)
+            return address
+        raise AddressInUse(
+            f"{address!r} exists and is not a socket; refusing to remove it"
+        ) from exc
+    finally:
+        probe.close()
+    raise AddressInUse(
+        f"channel {name!r} is already served by a live server at {address!r}; "
+        "pick another name or stop that server first"
+    )
