@@ -1,0 +1,209 @@
+"""ThreadChannel: ordering, no loss, timeouts, a full queue, shutdown while blocked."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from aurora_dcc import (
+    ChannelTimeout,
+    IpcChannel,
+    IpcMessage,
+    SendFailed,
+    ShuttingDown,
+    ThreadChannel,
+)
+
+
+def run_in_thread(target: object) -> tuple[threading.Thread, dict[str, object]]:
+    """Run ``target()`` in a thread; its result or exception lands in the dict."""
+    outcome: dict[str, object] = {}
+
+    def runner() -> None:
+        try:
+            outcome["result"] = target()  # type: ignore[operator]
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=runner, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_pair_ends_are_named_and_connected() -> None:
+    a, b = ThreadChannel.pair("jobs")
+    assert (a.name, b.name) == ("jobs_a", "jobs_b")
+    a.send(IpcMessage.request("scene.info"))
+    b.emit("done", {"ok": True})
+    assert b.receive(timeout=1).method == "scene.info"
+    assert a.receive(timeout=1).data == {"ok": True}
+    assert a.try_receive() is None and b.try_receive() is None
+
+
+def test_single_channel_is_a_loopback_queue() -> None:
+    channel = ThreadChannel("loop")
+    channel.send_json({"n": 1})
+    msg = channel.receive(timeout=1)
+    assert msg.type == "data" and msg.data == {"n": 1}
+
+
+def test_100k_messages_across_threads_arrive_in_order_without_loss() -> None:
+    a, b = ThreadChannel.pair("bulk", capacity=1000)
+    count = 100_000
+
+    def produce() -> None:
+        for i in range(count):
+            a.send(IpcMessage("data", i))
+
+    producer, outcome = run_in_thread(produce)
+    received = [b.receive(timeout=10).data for _ in range(count)]
+    producer.join(10)
+    assert "error" not in outcome
+    assert received == list(range(count))
+    assert b.try_receive() is None
+    snap = b.metrics.snapshot()
+    assert snap.messages_received == count
+    assert a.metrics.snapshot().messages_sent == count
+    assert 1 <= snap.peak_queue_length <= 1000
+
+
+def test_receive_times_out_with_channel_timeout_which_is_a_timeout_error() -> None:
+    channel = ThreadChannel("idle")
+    started = time.monotonic()
+    with pytest.raises(ChannelTimeout) as info:
+        channel.receive(timeout=0.05)
+    assert isinstance(info.value, TimeoutError)
+    assert 0.04 <= time.monotonic() - started < 2
+
+
+def test_full_queue_waits_for_room_then_raises_send_failed() -> None:
+    a, b = ThreadChannel.pair("tight", capacity=2)
+    a.send(IpcMessage("data", 1))
+    a.send(IpcMessage("data", 2))
+    with pytest.raises(SendFailed, match="queue full"):
+        a.send(IpcMessage("data", 3), timeout=0.05)
+    # Nothing was dropped: the two queued messages are intact.
+    assert [b.receive(timeout=1).data for _ in range(2)] == [1, 2]
+    # And a blocked sender proceeds as soon as there is room.
+    a.send(IpcMessage("data", 4))
+    a.send(IpcMessage("data", 5))
+    sender, outcome = run_in_thread(lambda: a.send(IpcMessage("data", 6), timeout=5))
+    assert b.receive(timeout=1).data == 4
+    sender.join(5)
+    assert "error" not in outcome
+    assert [b.receive(timeout=1).data for _ in range(2)] == [5, 6]
+
+
+def test_default_send_timeout_comes_from_the_channel() -> None:
+    a, _b = ThreadChannel.pair("tight", capacity=1, send_timeout=0.05)
+    a.send(IpcMessage("data", 1))
+    with pytest.raises(SendFailed):
+        a.send(IpcMessage("data", 2))
+
+
+def test_shutdown_wakes_a_blocked_sender_and_a_waiting_receiver_promptly() -> None:
+    a, _b = ThreadChannel.pair("stop", capacity=1, send_timeout=None)
+    a.send(IpcMessage("data", 1))  # b's queue is now full
+    idle = ThreadChannel("idle", send_timeout=None)
+    sender, sent = run_in_thread(lambda: a.send(IpcMessage("data", 2)))
+    receiver, received = run_in_thread(lambda: idle.receive())
+    time.sleep(0.05)  # let both threads block (there is no condition to wait on)
+    assert sender.is_alive() and receiver.is_alive()
+    started = time.monotonic()
+    a.shutdown()
+    idle.shutdown()
+    sender.join(2)
+    receiver.join(2)
+    assert time.monotonic() - started < 1
+    assert isinstance(sent["error"], ShuttingDown)
+    assert isinstance(received["error"], ShuttingDown)
+
+
+def test_shutdown_is_shared_by_a_pair_and_keeps_queued_messages() -> None:
+    a, b = ThreadChannel.pair("p")
+    a.send(IpcMessage("data", "queued before shutdown"))
+    b.shutdown()
+    assert a.is_shutdown() and b.is_shutdown()
+    with pytest.raises(ShuttingDown):
+        a.send(IpcMessage("data", "late"))
+    assert b.receive(timeout=1).data == "queued before shutdown"
+    with pytest.raises(ShuttingDown):
+        b.receive(timeout=1)
+    assert b.try_receive() is None
+
+
+def test_wait_for_drain_waits_for_in_flight_guards_and_consumption() -> None:
+    a, b = ThreadChannel.pair("drain")
+    guard = a.shutdown_state.begin_operation()
+    with pytest.raises(ChannelTimeout):
+        a.wait_for_drain(timeout=0.05)
+    guard.release()
+    a.send(IpcMessage("data", 1))
+    with pytest.raises(ChannelTimeout, match="still queued"):
+        a.wait_for_drain(timeout=0.05)
+    consumer, _ = run_in_thread(lambda: b.receive(timeout=5))
+    a.wait_for_drain(timeout=5)
+    consumer.join(5)
+    assert b.try_receive() is None
+
+
+def test_on_message_handlers_run_and_survive_a_raising_handler() -> None:
+    a, b = ThreadChannel.pair("handlers")
+    seen: list[object] = []
+    done = threading.Event()
+
+    def broken(msg: IpcMessage) -> None:
+        raise RuntimeError("handler bug")
+
+    def record(msg: IpcMessage) -> None:
+        seen.append(msg.data)
+        if len(seen) == 3:
+            done.set()
+
+    b.on_message(broken)
+    b.on_message(record)
+    for i in range(3):
+        a.send(IpcMessage("data", i))
+    assert done.wait(5)
+    assert seen == [0, 1, 2]
+    assert b.metrics.snapshot().errors == 3
+    a.shutdown()
+
+
+def test_unsubscribed_handler_is_not_called() -> None:
+    channel = ThreadChannel("unsub")
+    calls: list[IpcMessage] = []
+    got = threading.Event()
+    unsubscribe = channel.on_message(calls.append)
+    unsubscribe()
+    channel.on_message(lambda msg: got.set())
+    channel.emit("e")
+    assert got.wait(5)
+    assert calls == []
+    channel.shutdown()
+
+
+def test_context_manager_shuts_down() -> None:
+    with ThreadChannel("ctx") as channel:
+        assert isinstance(channel, IpcChannel)
+        assert not channel.is_shutdown()
+    assert channel.is_shutdown()
+
+
+def test_metrics_snapshot_is_frozen_and_json_serialisable() -> None:
+    a, b = ThreadChannel.pair("m")
+    a.emit("e", {"x": 1})
+    b.receive(timeout=1)
+    snap = b.metrics.snapshot()
+    assert snap.messages_received == 1 and snap.max_latency_ms >= snap.avg_latency_ms > 0
+    assert json.loads(json.dumps(snap.to_dict()))["messages_received"] == 1
+    with pytest.raises(AttributeError):
+        snap.errors = 5  # type: ignore[misc]
+
+
+def test_capacity_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        ThreadChannel("bad", capacity=0)
