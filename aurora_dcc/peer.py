@@ -1,0 +1,705 @@
+"""``Peer``: requests, responses and events (RPC) over any ``IpcChannel``.
+
+A ``Peer`` subscribes to a channel with ``on_message`` and speaks the message
+layer of PROTOCOL.md on it: it answers requests with the handlers of a
+:class:`HandlerRegistry`, matches responses to the requests it sent by
+``id`` (any number in flight, from any threads, answered in any order),
+delivers events to ``on(pattern, handler)`` subscribers, answers ``ping``,
+and keeps track of the other side's ``ready``.
+
+Usage::
+
+    a, b = ThreadChannel.pair("demo")
+    server, client = Peer(a), Peer(b)
+
+    @server.handler("scene.info")
+    def scene_info(verbose=False):
+        return {"nodes": 42, "verbose": verbose}
+
+    client.request("scene.info", {"verbose": True}, timeout=5.0)  # {'nodes': 42, ...}
+    future = client.request_async("scene.info")                   # concurrent.futures.Future
+    result = await asyncio.wrap_future(future)                    # from asyncio code
+
+    client.on("selection.*", lambda event, data: print(event, data))
+    server.emit("selection.changed", {"nodes": ["pCube1"]})
+
+Rules, in one place:
+
+- **Params.** A request's ``data`` is passed to the handler as keyword
+  arguments when it is an object (``{}`` calls ``handler()``), as positional
+  arguments when it is an array, and as one argument otherwise. Arguments the
+  handler's signature cannot take are refused with -32602 before it is called,
+  so a ``TypeError`` raised *inside* the handler is -32603 like any other.
+- **Errors.** Unknown method -32601; handler raised -32603, with
+  ``{"type": <exception type name>, "traceback": <text>}`` in ``data``; a
+  handler that raises :class:`IpcCallError` answers with that error unchanged
+  (a handler can pick its own code, and a proxy passes errors through).
+- **Failures of a request.** ``request()`` raises only :class:`IpcCallError`:
+  the remote error, -32001 when ``timeout`` passes, -32002 when the channel
+  shuts down, the peer sends ``bye`` or this ``Peer`` is closed while the
+  request is in flight (and at once for requests made after that). Futures
+  from ``request_async()`` fail the same way, within the same timeout.
+- **Threads.** Handlers and event subscribers run on the thread the channel
+  delivers messages on (the DCC's main thread for ``DccIpcChannel``), one
+  at a time; pass ``executor=`` to run request handlers there instead.
+  A blocking ``request()`` waits with ``channel.wait_event`` (the Qt side keeps
+  its event loop running while it waits). On a channel that delivers on one
+  thread, a handler that makes a blocking request back over the *same*
+  channel needs an ``executor`` (or it waits for its own thread and times out).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import fnmatch
+import functools
+import heapq
+import inspect
+import itertools
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, Optional, TypeVar
+
+from .channel import IpcChannel
+from .errors import (
+    ErrorCode,
+    IpcChannelError,
+    IpcError,
+    SerializationError,
+    ShuttingDown,
+)
+from .message import IpcMessage, IpcMessageType, new_message_id
+from .session import default_peer_name, ready_message
+
+__all__ = ["EventHandler", "HandlerRegistry", "IpcCallError", "Peer"]
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+EventHandler = Callable[[str, Any], None]
+"""An event subscriber: ``handler(event_name, data)``."""
+
+DEFAULT_TIMEOUT = 30.0
+
+_perf = time.perf_counter
+_T = IpcMessageType
+
+
+class IpcCallError(IpcChannelError):
+    """A request failed: ``error`` is the :class:`IpcError` (``code``, ``message``, ``data``).
+
+    Raised by ``Peer.request`` (and set on ``request_async`` futures) for a
+    remote error, a timeout (-32001) or a shutdown (-32002). A handler may
+    raise it to answer with a code of its choice.
+
+    Usage::
+
+        try:
+            peer.request("scene.open", {"path": p})
+        except IpcCallError as exc:
+            if exc.code == ErrorCode.SHUTTING_DOWN: ...
+            log.error("%s: %s (%s)", exc.code, exc.message, exc.data)
+
+        def open_scene(path):                      # a handler
+            if not os.path.exists(path):
+                raise IpcCallError(IpcError.INVALID_PARAMS, f"no such file: {path}")
+    """
+
+    def __init__(
+        self, code: int, message: str, data: Any = None, *, method: Optional[str] = None
+    ) -> None:
+        self.error = IpcError(code, message, data)
+        self.code = int(code)
+        self.method = method
+        super().__init__(f"{method}: {message}" if method else message)
+
+    @classmethod
+    def from_error(cls, error: IpcError, method: Optional[str] = None) -> IpcCallError:
+        return cls(error.code, error.message, error.data, method=method)
+
+    @property
+    def message(self) -> str:
+        return self.error.message
+
+    @property
+    def data(self) -> Any:
+        return self.error.data
+
+    def to_ipc_error(self) -> IpcError:
+        return self.error
+
+    def __repr__(self) -> str:
+        return f"IpcCallError({self.code}, {self.message!r}, data={self.data!r})"
+
+
+# -- handlers --------------------------------------------------------------
+
+
+class _Handler:
+    """A registered callable and its signature (``None`` if it has none to check)."""
+
+    __slots__ = ("fn", "signature")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        if not callable(fn):
+            raise TypeError(f"handler must be callable, not {type(fn).__name__}")
+        self.fn = fn
+        try:
+            self.signature: Optional[inspect.Signature] = inspect.signature(fn)
+        except (TypeError, ValueError):  # some builtins have no signature
+            self.signature = None
+
+
+class HandlerRegistry:
+    """Request handlers by method name; thread-safe, shareable by many ``Peer``s.
+
+    A DCC server serves every connection with one registry; each ``Peer`` on
+    it re-announces its handler list when the registry changes.
+
+    Usage::
+
+        registry = HandlerRegistry()
+        registry.register("scene.info", scene_info)
+
+        @registry.handler("scene.save")
+        def save(path=None): ...
+
+        Peer(channel_1, handlers=registry); Peer(channel_2, handlers=registry)
+        server = LocalSocketServer(name, handlers=registry.names)   # names for ``ready``
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._handlers: dict[str, _Handler] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def register(self, name: str, fn: F) -> F:
+        """Serve ``name`` with ``fn`` (replacing any previous handler); returns ``fn``."""
+        self.update({name: fn})
+        return fn
+
+    def handler(self, name: Optional[str] = None) -> Callable[[F], F]:
+        """Decorator form of ``register``; the name defaults to the function's."""
+
+        def decorate(fn: F) -> F:
+            return self.register(name or fn.__name__, fn)
+
+        return decorate
+
+    def unregister(self, name: str) -> bool:
+        """Stop serving ``name``; False if it was not registered."""
+        return bool(self.update({}, remove=(name,)))
+
+    def update(
+        self, handlers: Mapping[str, Callable[..., Any]], remove: Iterable[str] = ()
+    ) -> list[str]:
+        """Remove ``remove`` and add ``handlers`` as one change; returns the names removed.
+
+        Listeners hear about it once (one ``ready``, not one per handler).
+        """
+        for name in handlers:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"a handler name must be a non-empty string, not {name!r}")
+        entries = {name: _Handler(fn) for name, fn in handlers.items()}
+        with self._lock:
+            removed = [name for name in remove if self._handlers.pop(name, None) is not None]
+            self._handlers.update(entries)
+            listeners = tuple(self._listeners)
+        if entries or removed:
+            for listener in listeners:
+                try:
+                    listener()
+                except Exception:
+                    log.exception("handler registry listener %r raised", listener)
+        return removed
+
+    def get(self, name: str) -> Optional[Callable[..., Any]]:
+        entry = self._handlers.get(name)
+        return None if entry is None else entry.fn
+
+    def _entry(self, name: str) -> Optional[_Handler]:
+        return self._handlers.get(name)
+
+    def names(self) -> list[str]:
+        """Sorted names of the registered handlers (what ``ready`` announces)."""
+        with self._lock:
+            return sorted(self._handlers)
+
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` after every change; returns an unsubscribe function."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._handlers
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+    def __repr__(self) -> str:
+        return f"<HandlerRegistry {self.names()!r}>"
+
+
+def _arguments(data: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A request's ``data`` as call arguments (see the module docstring)."""
+    if isinstance(data, dict):
+        return (), data
+    if isinstance(data, list):
+        return tuple(data), {}
+    return (data,), {}
+
+
+# -- request timeouts --------------------------------------------------------
+
+
+class _Deadlines:
+    """One daemon thread, shared by every ``Peer``, that fires ``request_async`` timeouts.
+
+    Entries are not removed when a call finishes early: the callback finds
+    nothing left to expire and returns.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._thread: Optional[threading.Thread] = None
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (deadline, next(self._seq), callback))
+            if self._thread is None or not self._thread.is_alive():  # none yet, or forked
+                self._thread = threading.Thread(
+                    target=self._run, name="aurora-rpc-deadlines", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][2] is callback:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        heap = self._heap
+        while True:
+            with self._cond:
+                while True:
+                    now = time.monotonic()
+                    if heap and heap[0][0] <= now:
+                        callback = heapq.heappop(heap)[2]
+                        break
+                    self._cond.wait(heap[0][0] - now if heap else None)
+            try:
+                callback()
+            except Exception:
+                log.exception("request timeout callback %r raised", callback)
+
+
+_deadlines = _Deadlines()
+
+
+# -- the peer ----------------------------------------------------------------
+
+
+class _Call:
+    """A request or ping in flight."""
+
+    __slots__ = ("future", "method", "sent_at")
+
+    def __init__(self, method: Optional[str]) -> None:
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.future.set_running_or_notify_cancel()  # a sent request cannot be cancelled
+        self.method = method  # None for a ping
+        self.sent_at = _perf()
+
+
+def _outcome(call: _Call) -> Any:
+    """The call's result (or raise its error) once it is settled or expired.
+
+    A reply popped from the pending map just as the wait ended is set a moment
+    later by the thread that popped it; the short wait covers that window.
+    """
+    return call.future.result(timeout=5.0)
+
+
+class Peer:
+    """One end of an RPC conversation over ``channel``; see the module docstring.
+
+    ``handlers`` is the registry to serve (shared or new); ``name`` is this
+    side's name in ``ready``; ``timeout`` the default for ``request``/``ping``
+    (a wait never lasts longer than some timeout); ``executor`` runs request
+    handlers off the channel's delivery thread. ``session_started=True`` says
+    the transport already exchanged ``hello``/``ready`` on this connection, so
+    handler-list changes are announced from the start (otherwise from the first
+    ``announce()`` or ``hello``/``ready`` seen).
+
+    Usage::
+
+        peer = Peer(channel, handlers=registry, name="maya-2025")
+        peer.announce()                          # a packed backend, right after connecting
+        peer.wait_ready(timeout=5.0) and peer.remote_handlers   # ['scene.info', ...]
+        rtt = peer.ping()                        # seconds
+        peer.close()                             # detach; pending requests fail with -32002
+    """
+
+    def __init__(
+        self,
+        channel: IpcChannel,
+        handlers: Optional[HandlerRegistry] = None,
+        *,
+        name: Optional[str] = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        executor: Optional[concurrent.futures.Executor] = None,
+        session_started: bool = False,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout}")
+        self.channel = channel
+        self.registry = handlers if handlers is not None else HandlerRegistry()
+        self.name = name or default_peer_name()
+        self.timeout = timeout
+        self.executor = executor
+        self.remote_info: dict[str, Any] = {}
+        """Data of the other side's latest ``ready`` (or ``hello``)."""
+        self._lock = threading.Lock()
+        self._pending: dict[str, _Call] = {}
+        self._subscribers: tuple[tuple[str, bool, EventHandler], ...] = ()
+        self._closed: Optional[str] = None  # why new requests fail with -32002
+        self._session_started = session_started
+        self._ready = threading.Event()
+        self._unsubscribe_registry = self.registry.subscribe(self._handlers_changed)
+        self._unsubscribe_channel = channel.on_message(self._on_message)
+        channel.shutdown_state.on_shutdown(self._on_channel_shutdown)
+
+    # -- serving -----------------------------------------------------------
+
+    def register(self, name: str, fn: F) -> F:
+        """Serve requests for ``name`` with ``fn``; returns ``fn``."""
+        return self.registry.register(name, fn)
+
+    def unregister(self, name: str) -> bool:
+        return self.registry.unregister(name)
+
+    def handler(self, name: Optional[str] = None) -> Callable[[F], F]:
+        """Decorator: ``@peer.handler("scene.info")`` (name defaults to the function's)."""
+        return self.registry.handler(name)
+
+    def announce(self) -> None:
+        """Send a ``ready`` with this side's handler list. Raises the channel's errors."""
+        self._session_started = True
+        self.channel.send(ready_message(self.name, self.registry.names()))
+
+    def _handlers_changed(self) -> None:
+        if self._session_started and self._closed is None and not self.channel.is_shutdown():
+            try:
+                self.announce()
+            except IpcChannelError as exc:
+                log.warning("peer %r: could not announce handlers: %s", self.name, exc)
+
+    # -- calling -----------------------------------------------------------
+
+    def request(self, method: str, data: Any = None, timeout: Optional[float] = None) -> Any:
+        """Call ``method`` on the other side and return its result.
+
+        ``timeout`` defaults to the peer's. Raises :class:`IpcCallError`.
+        """
+        wait = self.timeout if timeout is None else timeout
+        call, msg_id = self._start(method, data)
+        done = threading.Event()
+        call.future.add_done_callback(lambda _: done.set())
+        if not self.channel.wait_event(done, wait):
+            self._expire(msg_id, wait)
+        return _outcome(call)
+
+    def request_async(
+        self, method: str, data: Any = None, timeout: Optional[float] = None
+    ) -> concurrent.futures.Future[Any]:
+        """Like ``request`` but returns at once with a ``concurrent.futures.Future``.
+
+        The future fails with :class:`IpcCallError` like ``request`` (also
+        -32001 once ``timeout`` passes). From asyncio:
+        ``await asyncio.wrap_future(peer.request_async(...))``.
+        """
+        wait = self.timeout if timeout is None else timeout
+        try:
+            call, msg_id = self._start(method, data)
+        except IpcCallError as exc:
+            failed: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            failed.set_exception(exc)
+            return failed
+        if not call.future.done():
+            expire = functools.partial(self._expire, msg_id, wait)
+            _deadlines.call_at(time.monotonic() + wait, expire)
+        return call.future
+
+    def ping(self, timeout: Optional[float] = None) -> float:
+        """Round-trip time to the other side, in seconds. Raises :class:`IpcCallError`."""
+        wait = self.timeout if timeout is None else timeout
+        call, msg_id = self._start(None, None)
+        done = threading.Event()
+        call.future.add_done_callback(lambda _: done.set())
+        if not self.channel.wait_event(done, wait):
+            self._expire(msg_id, wait)
+        rtt: float = _outcome(call)
+        return rtt
+
+    def emit(self, event: str, data: Any = None) -> None:
+        """Send an event to the other side. Raises the channel's errors."""
+        self.channel.emit(event, data)
+
+    def _start(self, method: Optional[str], data: Any) -> tuple[_Call, str]:
+        """Send a request (``method``) or a ping (``None``); register it as pending."""
+        self._check_open(method)
+        call = _Call(method)
+        msg_id = new_message_id()
+        if method is None:
+            msg = IpcMessage.ping(msg_id)
+        else:
+            msg = IpcMessage(_T.REQUEST, data, id=msg_id, method=method)
+        with self._lock:
+            self._pending[msg_id] = call
+        try:
+            self.channel.send(msg)
+        except IpcChannelError as exc:
+            with self._lock:
+                self._pending.pop(msg_id, None)
+            error = exc.to_ipc_error()
+            raise IpcCallError.from_error(error, method) from exc
+        if self._closed is not None:  # closed while sending: nobody else will fail it
+            self._fail(msg_id, self._shutting_down_error(method))
+        return call, msg_id
+
+    def _check_open(self, method: Optional[str]) -> None:
+        if self._closed is None and self.channel.is_shutdown():
+            self._closed = "the channel is shut down"
+        if self._closed is not None:
+            raise self._shutting_down_error(method)
+
+    def _shutting_down_error(self, method: Optional[str]) -> IpcCallError:
+        reason = self._closed or "shutting down"
+        return IpcCallError(ErrorCode.SHUTTING_DOWN, f"shutting down: {reason}", method=method)
+
+    def _expire(self, msg_id: str, timeout: float) -> None:
+        with self._lock:
+            call = self._pending.pop(msg_id, None)
+        if call is not None:
+            self.channel.metrics.record_error()
+            what = "ping" if call.method is None else "request"
+            call.future.set_exception(
+                IpcCallError(
+                    ErrorCode.TIMEOUT, f"no reply to {what} within {timeout}s", method=call.method
+                )
+            )
+
+    def _fail(self, msg_id: str, error: IpcCallError) -> None:
+        with self._lock:
+            call = self._pending.pop(msg_id, None)
+        if call is not None:
+            call.future.set_exception(error)
+
+    def _fail_all(self, reason: str) -> None:
+        with self._lock:
+            if self._closed is None:
+                self._closed = reason
+            calls, self._pending = self._pending, {}
+        for call in calls.values():
+            call.future.set_exception(self._shutting_down_error(call.method))
+
+    @property
+    def pending(self) -> int:
+        """Requests and pings in flight."""
+        return len(self._pending)
+
+    # -- events and the other side -------------------------------------------
+
+    def on(self, pattern: str, handler: EventHandler) -> Callable[[], None]:
+        """Call ``handler(event, data)`` for events matching ``pattern``; returns unsubscribe.
+
+        ``pattern`` is an event name or an fnmatch-style pattern: ``*`` matches
+        any run of characters, dots included (``"selection.*"``, ``"*"``).
+        """
+        entry = (pattern, any(c in pattern for c in "*?["), handler)
+        with self._lock:
+            self._subscribers = (*self._subscribers, entry)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._subscribers = tuple(s for s in self._subscribers if s is not entry)
+
+        return unsubscribe
+
+    @property
+    def remote_handlers(self) -> list[str]:
+        """Handler names from the other side's latest ``ready`` (empty before one)."""
+        handlers = self.remote_info.get("handlers")
+        return [h for h in handlers if isinstance(h, str)] if isinstance(handlers, list) else []
+
+    def wait_ready(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the other side's ``ready``; True once one has arrived."""
+        wait = self.timeout if timeout is None else timeout
+        return self._ready.is_set() or self.channel.wait_event(self._ready, wait)
+
+    # -- incoming ------------------------------------------------------------
+
+    def _on_message(self, msg: IpcMessage) -> None:
+        msg_type = msg.type
+        if msg_type is _T.RESPONSE:
+            self._on_response(msg)
+        elif msg_type is _T.REQUEST:
+            if self.executor is None:
+                self._serve(msg)
+            else:
+                try:
+                    self.executor.submit(self._serve, msg)
+                except RuntimeError:  # the executor is shut down
+                    self._reply_error(msg, ErrorCode.SHUTTING_DOWN, "shutting down")
+        elif msg_type is _T.EVENT:
+            self._on_event(msg)
+        elif msg_type is _T.PING:
+            self._send(IpcMessage.pong(msg.id))
+        elif msg_type is _T.PONG:
+            self._on_pong(msg)
+        elif msg_type is _T.READY or msg_type is _T.HELLO:
+            self.remote_info = msg.data if isinstance(msg.data, dict) else {}
+            if msg_type is _T.HELLO:  # an in-process client opening the session
+                self._session_started = True
+                self._send(ready_message(self.name, self.registry.names()))
+            else:
+                self._ready.set()
+        elif msg_type is _T.BYE:
+            self._fail_all("the other side said bye")
+
+    def _on_response(self, msg: IpcMessage) -> None:
+        msg_id = msg.id
+        with self._lock:
+            call = self._pending.pop(msg_id, None) if msg_id is not None else None
+        if call is None or call.method is None:
+            if msg.error is not None:
+                self.channel.metrics.record_error()
+                log.warning("peer %r: error from the other side: %r", self.name, msg.error)
+            else:
+                log.debug("peer %r: response to no pending request (%s)", self.name, msg_id)
+            return
+        self.channel.metrics.record_latency(_perf() - call.sent_at)
+        if msg.error is not None:
+            call.future.set_exception(IpcCallError.from_error(msg.error, call.method))
+        else:
+            call.future.set_result(msg.data)
+
+    def _on_pong(self, msg: IpcMessage) -> None:
+        with self._lock:
+            call = self._pending.get(msg.id) if msg.id is not None else None
+            if call is None or call.method is not None:
+                return
+            del self._pending[msg.id]  # type: ignore[arg-type]
+        rtt = _perf() - call.sent_at
+        self.channel.metrics.record_latency(rtt)
+        call.future.set_result(rtt)
+
+    def _on_event(self, msg: IpcMessage) -> None:
+        event = msg.event or ""
+        for pattern, wildcard, handler in self._subscribers:
+            if pattern == event or (wildcard and fnmatch.fnmatchcase(event, pattern)):
+                try:
+                    handler(event, msg.data)
+                except Exception:
+                    self.channel.metrics.record_error()
+                    log.exception("peer %r: event handler for %r raised", self.name, event)
+
+    def _serve(self, msg: IpcMessage) -> None:
+        """Run the handler for request ``msg`` and send its response."""
+        method = msg.method or ""
+        entry = self.registry._entry(method)
+        if entry is None:
+            self._reply_error(msg, ErrorCode.METHOD_NOT_FOUND, f"method not found: {method!r}")
+            return
+        args, kwargs = _arguments(msg.data)
+        if entry.signature is not None:
+            try:
+                entry.signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                self._reply_error(
+                    msg, ErrorCode.INVALID_PARAMS, f"invalid params for {method!r}: {exc}"
+                )
+                return
+        try:
+            guard = self.channel.shutdown_state.begin_operation()
+        except ShuttingDown:
+            self._reply_error(msg, ErrorCode.SHUTTING_DOWN, "shutting down")
+            return
+        with guard:
+            try:
+                result = entry.fn(*args, **kwargs)
+            except IpcCallError as exc:
+                self._reply(msg, IpcMessage(_T.RESPONSE, id=msg.id, error=exc.error))
+                return
+            except Exception as exc:
+                self.channel.metrics.record_error()
+                log.warning("peer %r: handler %r raised", self.name, method, exc_info=True)
+                details = {"type": type(exc).__name__, "traceback": traceback.format_exc()}
+                self._reply_error(
+                    msg,
+                    ErrorCode.INTERNAL_ERROR,
+                    f"{method} raised {type(exc).__name__}: {exc}",
+                    details,
+                )
+                return
+            self._reply(msg, IpcMessage.response(msg.id, result))
+
+    def _reply_error(self, msg: IpcMessage, code: int, message: str, data: Any = None) -> None:
+        self._reply(msg, IpcMessage.error_response(msg.id, code, message, data))
+
+    def _reply(self, request: IpcMessage, response: IpcMessage) -> None:
+        try:
+            self.channel.send(response)
+        except SerializationError as exc:  # a result that is not JSON
+            self.channel.metrics.record_error()
+            self._send(
+                IpcMessage.error_response(
+                    request.id, ErrorCode.INTERNAL_ERROR, f"{request.method}: bad result: {exc}"
+                )
+            )
+        except IpcChannelError as exc:
+            log.debug("peer %r: response to %r not sent: %s", self.name, request.method, exc)
+
+    def _send(self, msg: IpcMessage) -> None:
+        """Send what the protocol owes; a channel that is gone is not an error here."""
+        try:
+            self.channel.send(msg)
+        except IpcChannelError as exc:
+            log.debug("peer %r: %s not sent: %s", self.name, msg.type.value, exc)
+
+    def _on_channel_shutdown(self) -> None:
+        self._fail_all("the channel shut down")
+
+    # -- lifetime --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Detach from the channel; pending and later requests fail with -32002.
+
+        The channel itself is left open (its owner closes it). Idempotent.
+        """
+        self._unsubscribe_channel()
+        self._unsubscribe_registry()
+        self._fail_all("the peer is closed")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    def __enter__(self) -> Peer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = f"closed ({self._closed})" if self._closed else "open"
+        return f"<Peer {self.name!r} on {self.channel.name!r} {state}, {self.pending} pending>"
