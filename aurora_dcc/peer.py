@@ -43,9 +43,10 @@ Rules, in one place:
   delivers messages on (the DCC's main thread for ``DccIpcChannel``), one
   at a time; pass ``executor=`` to run request handlers there instead.
   A blocking ``request()`` waits with ``channel.wait_event`` (the Qt side keeps
-  its event loop running while it waits). On a channel that delivers on one
-  thread, a handler that makes a blocking request back over the *same*
-  channel needs an ``executor`` (or it waits for its own thread and times out).
+  its event loop running while it waits). Elsewhere, a blocking ``request()``
+  or ``ping()`` made on the thread that delivers the channel's messages (from
+  a handler or subscriber without an ``executor``) would wait for its own
+  thread: it raises ``RuntimeError`` at once instead; use ``request_async()``.
 """
 
 from __future__ import annotations
@@ -336,9 +337,9 @@ class Peer:
     side's name in ``ready``; ``timeout`` the default for ``request``/``ping``
     (a wait never lasts longer than some timeout); ``executor`` runs request
     handlers off the channel's delivery thread. ``session_started=True`` says
-    the transport already exchanged ``hello``/``ready`` on this connection, so
-    handler-list changes are announced from the start (otherwise from the first
-    ``announce()`` or ``hello``/``ready`` seen).
+    this side must announce handler-list changes from the start; otherwise it
+    does once it has called ``announce()`` or answered a ``hello`` (a socket
+    server's connections leave this to the server's ``set_handlers``).
 
     Usage::
 
@@ -374,6 +375,7 @@ class Peer:
         self._closed: Optional[str] = None  # why new requests fail with -32002
         self._session_started = session_started
         self._ready = threading.Event()
+        self._delivery_thread = 0  # the thread the channel last delivered a message on
         self._unsubscribe_registry = self.registry.subscribe(self._handlers_changed)
         self._unsubscribe_channel = channel.on_message(self._on_message)
         channel.shutdown_state.on_shutdown(self._on_channel_shutdown)
@@ -410,13 +412,7 @@ class Peer:
 
         ``timeout`` defaults to the peer's. Raises :class:`IpcCallError`.
         """
-        wait = self.timeout if timeout is None else timeout
-        call, msg_id = self._start(method, data)
-        done = threading.Event()
-        call.future.add_done_callback(lambda _: done.set())
-        if not self.channel.wait_event(done, wait):
-            self._expire(msg_id, wait)
-        return _outcome(call)
+        return self._wait(method, data, timeout)
 
     def request_async(
         self, method: str, data: Any = None, timeout: Optional[float] = None
@@ -441,18 +437,35 @@ class Peer:
 
     def ping(self, timeout: Optional[float] = None) -> float:
         """Round-trip time to the other side, in seconds. Raises :class:`IpcCallError`."""
-        wait = self.timeout if timeout is None else timeout
-        call, msg_id = self._start(None, None)
-        done = threading.Event()
-        call.future.add_done_callback(lambda _: done.set())
-        if not self.channel.wait_event(done, wait):
-            self._expire(msg_id, wait)
-        rtt: float = _outcome(call)
+        rtt: float = self._wait(None, None, timeout)
         return rtt
 
     def emit(self, event: str, data: Any = None) -> None:
         """Send an event to the other side. Raises the channel's errors."""
         self.channel.emit(event, data)
+
+    def _wait(self, method: Optional[str], data: Any, timeout: Optional[float]) -> Any:
+        """Send a request (or a ping, ``method=None``) and wait for its outcome."""
+        if self._waits_for_itself():
+            raise RuntimeError(
+                f"{method or 'ping'}: a blocking call on the thread that delivers this channel's"
+                " messages would wait for its own reply; use request_async() or an executor"
+            )
+        wait = self.timeout if timeout is None else timeout
+        call, msg_id = self._start(method, data)
+        done = threading.Event()
+        call.future.add_done_callback(lambda _: done.set())
+        if not self.channel.wait_event(done, wait):
+            self._expire(msg_id, wait)
+        return _outcome(call)
+
+    def _waits_for_itself(self) -> bool:
+        # A channel that overrides wait_event (the Qt side) keeps delivering while
+        # it waits; with the plain wait, the delivery thread would be stuck waiting.
+        return (
+            threading.get_ident() == self._delivery_thread
+            and type(self.channel).wait_event is IpcChannel.wait_event
+        )
 
     def _start(self, method: Optional[str], data: Any) -> tuple[_Call, str]:
         """Send a request (``method``) or a ping (``None``); register it as pending."""
@@ -549,6 +562,7 @@ class Peer:
     # -- incoming ------------------------------------------------------------
 
     def _on_message(self, msg: IpcMessage) -> None:
+        self._delivery_thread = threading.get_ident()
         msg_type = msg.type
         if msg_type is _T.RESPONSE:
             self._on_response(msg)

@@ -187,6 +187,26 @@ def test_many_threads_requesting_at_once_each_get_their_own_answer(
     assert client.channel.metrics.latency_count >= 400
 
 
+def test_a_handler_calling_back_needs_an_executor_and_says_so(
+    channels: tuple[ThreadChannel, ThreadChannel],
+) -> None:
+    server, client = Peer(channels[0]), Peer(channels[1])
+    client.register("client.name", lambda: "tool")
+    server.register("who", lambda: f"hello {server.request('client.name')}")
+    # Inline, the call back would wait for the very thread that must read its reply.
+    started = time.monotonic()
+    exc = call_error(client.request, "who", timeout=WAIT)
+    assert exc.code == ErrorCode.INTERNAL_ERROR and exc.data["type"] == "RuntimeError"
+    assert "request_async" in exc.message
+    assert time.monotonic() - started < WAIT  # at once, not after a timeout
+    server.close()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        server = Peer(channels[0], executor=pool)
+        server.register("who", lambda: f"hello {server.request('client.name')}")
+        assert client.request("who") == "hello tool"
+        server.close()
+
+
 def test_await_from_asyncio(peers: tuple[Peer, Peer]) -> None:
     server, client = peers
     server.register("add", lambda a, b: a + b)
