@@ -310,24 +310,49 @@ _deadlines = _Deadlines()
 
 
 class _Call:
-    """A request or ping in flight."""
+    """A request or ping in flight: settled once, with a result or an error.
 
-    __slots__ = ("future", "method", "sent_at")
+    A blocking caller waits on ``done``; ``request_async`` gets ``future``
+    instead (a sent request cannot be cancelled, so the future is running).
+    """
 
-    def __init__(self, method: Optional[str]) -> None:
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self.future.set_running_or_notify_cancel()  # a sent request cannot be cancelled
+    __slots__ = ("done", "error", "future", "method", "result", "sent_at")
+
+    def __init__(self, method: Optional[str], use_future: bool) -> None:
         self.method = method  # None for a ping
+        self.result: Any = None
+        self.error: Optional[IpcCallError] = None
+        self.future: Optional[concurrent.futures.Future[Any]] = None
+        self.done: Optional[threading.Event] = None
+        if use_future:
+            self.future = concurrent.futures.Future()
+            self.future.set_running_or_notify_cancel()
+        else:
+            self.done = threading.Event()
         self.sent_at = _perf()
 
+    def settle(self, result: Any = None, error: Optional[IpcCallError] = None) -> None:
+        """Called exactly once, by whoever popped the call from the pending map."""
+        self.result, self.error = result, error
+        if self.future is not None:
+            if error is None:
+                self.future.set_result(result)
+            else:
+                self.future.set_exception(error)
+        elif self.done is not None:
+            self.done.set()
 
-def _outcome(call: _Call) -> Any:
-    """The call's result (or raise its error) once it is settled or expired.
+    def outcome(self) -> Any:
+        """The result, or raise the error, of a blocking call that is settled or expired.
 
-    A reply popped from the pending map just as the wait ended is set a moment
-    later by the thread that popped it; the short wait covers that window.
-    """
-    return call.future.result(timeout=5.0)
+        A reply popped from the pending map just as the wait ended is settled a
+        moment later by the thread that popped it; the short wait covers that.
+        """
+        assert self.done is not None
+        self.done.wait(5.0)
+        if self.error is not None:
+            raise self.error
+        return self.result
 
 
 class Peer:
@@ -425,15 +450,17 @@ class Peer:
         """
         wait = self.timeout if timeout is None else timeout
         try:
-            call, msg_id = self._start(method, data)
+            call, msg_id = self._start(method, data, use_future=True)
         except IpcCallError as exc:
             failed: concurrent.futures.Future[Any] = concurrent.futures.Future()
             failed.set_exception(exc)
             return failed
-        if not call.future.done():
+        future = call.future
+        assert future is not None
+        if not future.done():
             expire = functools.partial(self._expire, msg_id, wait)
             _deadlines.call_at(time.monotonic() + wait, expire)
-        return call.future
+        return future
 
     def ping(self, timeout: Optional[float] = None) -> float:
         """Round-trip time to the other side, in seconds. Raises :class:`IpcCallError`."""
@@ -452,12 +479,11 @@ class Peer:
                 " messages would wait for its own reply; use request_async() or an executor"
             )
         wait = self.timeout if timeout is None else timeout
-        call, msg_id = self._start(method, data)
-        done = threading.Event()
-        call.future.add_done_callback(lambda _: done.set())
-        if not self.channel.wait_event(done, wait):
+        call, msg_id = self._start(method, data, use_future=False)
+        assert call.done is not None
+        if not self.channel.wait_event(call.done, wait):
             self._expire(msg_id, wait)
-        return _outcome(call)
+        return call.outcome()
 
     def _waits_for_itself(self) -> bool:
         # A channel that overrides wait_event (the Qt side) keeps delivering while
@@ -467,10 +493,10 @@ class Peer:
             and type(self.channel).wait_event is IpcChannel.wait_event
         )
 
-    def _start(self, method: Optional[str], data: Any) -> tuple[_Call, str]:
+    def _start(self, method: Optional[str], data: Any, use_future: bool) -> tuple[_Call, str]:
         """Send a request (``method``) or a ping (``None``); register it as pending."""
         self._check_open(method)
-        call = _Call(method)
+        call = _Call(method, use_future)
         msg_id = new_message_id()
         if method is None:
             msg = IpcMessage.ping(msg_id)
@@ -505,17 +531,14 @@ class Peer:
         if call is not None:
             self.channel.metrics.record_error()
             what = "ping" if call.method is None else "request"
-            call.future.set_exception(
-                IpcCallError(
-                    ErrorCode.TIMEOUT, f"no reply to {what} within {timeout}s", method=call.method
-                )
-            )
+            message = f"no reply to {what} within {timeout}s"
+            call.settle(error=IpcCallError(ErrorCode.TIMEOUT, message, method=call.method))
 
     def _fail(self, msg_id: str, error: IpcCallError) -> None:
         with self._lock:
             call = self._pending.pop(msg_id, None)
         if call is not None:
-            call.future.set_exception(error)
+            call.settle(error=error)
 
     def _fail_all(self, reason: str) -> None:
         with self._lock:
@@ -523,7 +546,7 @@ class Peer:
                 self._closed = reason
             calls, self._pending = self._pending, {}
         for call in calls.values():
-            call.future.set_exception(self._shutting_down_error(call.method))
+            call.settle(error=self._shutting_down_error(call.method))
 
     @property
     def pending(self) -> int:
@@ -603,9 +626,9 @@ class Peer:
             return
         self.channel.metrics.record_latency(_perf() - call.sent_at)
         if msg.error is not None:
-            call.future.set_exception(IpcCallError.from_error(msg.error, call.method))
+            call.settle(error=IpcCallError.from_error(msg.error, call.method))
         else:
-            call.future.set_result(msg.data)
+            call.settle(msg.data)
 
     def _on_pong(self, msg: IpcMessage) -> None:
         with self._lock:
@@ -615,7 +638,7 @@ class Peer:
             del self._pending[msg.id]  # type: ignore[arg-type]
         rtt = _perf() - call.sent_at
         self.channel.metrics.record_latency(rtt)
-        call.future.set_result(rtt)
+        call.settle(rtt)
 
     def _on_event(self, msg: IpcMessage) -> None:
         event = msg.event or ""
