@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 import qtpy
 from qtpy import QtCore
 
-__all__ = ["QtCore", "app_instance", "is_alive", "on_qt_main_thread"]
+__all__ = ["QtCore", "app_instance", "is_alive", "local_socket_error_signal", "on_qt_main_thread"]
 
 
 def _load_is_valid() -> Callable[[Any], bool]:
@@ -59,3 +59,9 @@ def on_qt_main_thread() -> bool:
     """True on the thread that owns the Qt application (False when there is none)."""
     app = app_instance()
     return app is not None and QtCore.QThread.currentThread() == app.thread()
+
+
+def local_socket_error_signal(socket: Any) -> Any:
+    """A ``QLocalSocket``'s error signal: ``errorOccurred`` (Qt >= 5.15), else ``error``."""
+    signal = getattr(socket, "errorOccurred", None)
+    return signal if signal is not None else socket.error

@@ -1,0 +1,733 @@
+"""The Qt side of the local-socket transport: ``QLocalServer``/``QLocalSocket`` on Qt's loop.
+
+A DCC runs a Qt event loop on its main thread; this transport is driven by it
+(no threads of its own). Each connection reads everything available on
+``readyRead``, feeds it to its :class:`StreamSession` (the protocol rules), writes
+what the session owes, and delivers messages to ``on_message`` handlers on the
+Qt thread, or into an inbox for ``receive()``. It speaks PROTOCOL.md, so the
+other end may be this class, the pure-Python ``LocalSocketChannel``, or any
+client written from the protocol page.
+
+Usage (inside a running Qt application)::
+
+    server = QtLocalSocketServer("auroraview_4711", token=token)
+    server.on_connection(lambda conn: conn.on_message(handle))   # handle() runs on the Qt thread
+    server.emit("selection.changed", {"nodes": ["pCube1"]})      # to every client
+
+    channel = QtLocalSocketChannel.connect("auroraview_4711", token=token, retry=5)
+    channel.send(IpcMessage.request("scene.info"))
+    channel.receive(timeout=5.0)        # keeps the Qt loop running while it waits
+
+Threads: the Qt objects belong to the thread that created them, which must run
+a Qt event loop (normally the main thread). ``send``, ``emit`` and ``close``
+may be called from any thread; from other threads the bytes are handed to the
+Qt thread. A blocking wait (``receive``, ``wait_event``, ``accept``, ``connect``)
+on the Qt thread runs a local event loop, so the reply it waits for can still
+be delivered; on any other thread it waits on a condition.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Optional, Union
+
+from qtpy import QtNetwork
+
+from .address import AddressInUse, claim_address, resolve_address
+from .channel import IpcChannel
+from .errors import ChannelTimeout, Disconnected, IpcChannelError, SendFailed
+from .framing import DEFAULT_MAX_FRAME
+from .local_socket import RetryPolicy
+from .message import IpcMessage, IpcMessageType
+from .metrics import IpcChannelMetrics
+from .qt_compat import QtCore, app_instance, is_alive, local_socket_error_signal
+from .server import ConnectionHandler, IpcServer
+from .stream_session import StreamSession
+
+__all__ = ["QtLocalSocketChannel", "QtLocalSocketServer"]
+
+log = logging.getLogger(__name__)
+
+QLocalServer = QtNetwork.QLocalServer
+QLocalSocket = QtNetwork.QLocalSocket
+_CONNECTED = QLocalSocket.LocalSocketState.ConnectedState
+_UNCONNECTED = QLocalSocket.LocalSocketState.UnconnectedState
+
+_POLL_MS = 2
+"""Poll interval of a Qt-thread wait that cannot rely on a signal to wake it (see _Waiter)."""
+_CLOSE_GRACE_MS = 2000
+"""How long a closing socket may take to write what is still buffered before it is aborted."""
+
+
+def _require_app() -> None:
+    if app_instance() is None:
+        raise IpcChannelError(
+            "the Qt local-socket transport needs a QCoreApplication (or QApplication); "
+            "create one first, or use aurora_dcc.local_socket outside Qt"
+        )
+
+
+class _Invoker(QtCore.QObject):
+    """Runs callables on the thread that owns it, queued through its event loop.
+
+    Cross-thread ``send`` puts bytes in a locked buffer and emits *one* wake
+    when the buffer goes from empty to non-empty; the Qt thread then writes the
+    whole buffer at once. A queued signal carrying the callable was measured
+    about as cheap as ``QMetaObject.invokeMethod`` with ``Qt.QueuedConnection``
+    (both post one event) and needs no ``Slot`` registration, so it is used.
+    """
+
+    invoke = QtCore.Signal(object)  # type: ignore[attr-defined]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.invoke.connect(self._run, QtCore.Qt.ConnectionType.QueuedConnection)
+
+    def _run(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("queued call %r failed", fn)
+
+
+class _Waiter:
+    """Blocks a caller until ``done()`` holds, without stalling the owner thread's Qt loop.
+
+    On the owner (Qt) thread it runs a local ``QEventLoop`` that ``wake()`` quits
+    whenever the state may have changed; ``poll`` (if given) runs every few
+    milliseconds meanwhile, for conditions no signal reports (an event set by
+    another thread, data on a socket whose ``readyRead`` Qt does not re-emit
+    while its own slot is running). On other threads it waits on ``cond``.
+    """
+
+    def __init__(self, owner: int) -> None:
+        self.owner = owner
+        self.cond = threading.Condition()
+        self._loops: list[Any] = []
+
+    def wait(
+        self,
+        done: Callable[[], bool],
+        timeout: Optional[float],
+        poll: Optional[Callable[[], None]] = None,
+    ) -> bool:
+        if done():
+            return True
+        if threading.get_ident() != self.owner:
+            with self.cond:
+                return self.cond.wait_for(done, timeout)
+        loop = QtCore.QEventLoop()
+        timed_out = False
+
+        def on_timeout() -> None:
+            nonlocal timed_out
+            timed_out = True
+            loop.quit()
+
+        timer = None
+        if timeout is not None:
+            timer = QtCore.QTimer()
+            timer.setSingleShot(True)
+            timer.timeout.connect(on_timeout)
+            timer.start(max(0, int(timeout * 1000)))
+        poller = None
+        if poll is not None:
+
+            def on_poll() -> None:
+                poll()
+                if done():
+                    loop.quit()
+
+            poller = QtCore.QTimer()
+            poller.timeout.connect(on_poll)
+            poller.start(_POLL_MS)
+        self._loops.append(loop)
+        try:
+            while not done() and not timed_out:
+                loop.exec()
+        finally:
+            self._loops.remove(loop)
+            if timer is not None:
+                timer.stop()
+            if poller is not None:
+                poller.stop()
+        return done()
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._loops)
+
+    def wake(self) -> None:
+        """Re-check waiters (call on the owner thread after a state change)."""
+        with self.cond:
+            self.cond.notify_all()
+        for loop in self._loops:
+            loop.quit()
+
+
+class QtLocalSocketChannel(IpcChannel):
+    """One connection over a ``QLocalSocket``, driven by the Qt event loop.
+
+    Clients get one from :meth:`connect`; a :class:`QtLocalSocketServer` makes
+    one per accepted client. Messages go to ``on_message`` handlers, which run
+    on the Qt thread, or, while no handler is registered, into an inbox for
+    ``receive``/``try_receive``. The server's ``ready`` (and any later one) is
+    delivered like other messages; its data is also in ``peer_info``.
+
+    Usage::
+
+        with QtLocalSocketChannel.connect("auroraview_4711", timeout=5.0) as channel:
+            channel.send(IpcMessage.request("scene.info", id="r1"))
+            reply = channel.receive(timeout=5.0)
+    """
+
+    def __init__(
+        self,
+        socket: Any,
+        name: str,
+        *,
+        server: bool,
+        token: Optional[str] = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        peer_name: Optional[str] = None,
+        handlers: Optional[Callable[[], list[str]]] = None,
+        on_established: Optional[Callable[[QtLocalSocketChannel], None]] = None,
+        on_closed: Optional[Callable[[QtLocalSocketChannel], None]] = None,
+    ) -> None:
+        """Wrap a connected ``socket``; use :meth:`connect` or a server instead."""
+        super().__init__(name)
+        self._socket = socket
+        self._session = StreamSession(
+            server=server,
+            token=token,
+            max_frame=max_frame,
+            peer_name=peer_name,
+            handlers=handlers,
+            metrics=self.metrics,
+        )
+        self._on_established = on_established
+        self._on_closed = on_closed
+        self._waiter = _Waiter(threading.get_ident())
+        self._invoker = _Invoker()
+        self._inbox: deque[IpcMessage] = deque()
+        self._pending: deque[IpcMessage] = deque()  # decoded, not yet given to handlers
+        self._outgoing: list[bytes] = []  # frames sent from other threads
+        self._outgoing_lock = threading.Lock()
+        self._reading = 0  # depth of our readyRead slot: Qt does not re-emit it meanwhile
+        self._closed = False
+        self._state.on_shutdown(self._on_shutdown)
+        socket.readyRead.connect(self._on_ready_read)
+        socket.disconnected.connect(self._on_disconnected)
+        local_socket_error_signal(socket).connect(self._on_error)
+
+    # -- connecting ----------------------------------------------------------
+
+    @classmethod
+    def connect(
+        cls,
+        name: str,
+        token: Optional[str] = None,
+        timeout: float = 5.0,
+        retry: Union[RetryPolicy, int, None] = None,
+        *,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        peer_name: Optional[str] = None,
+    ) -> QtLocalSocketChannel:
+        """Connect to the server of channel ``name`` and open the session.
+
+        Same signature and rules as ``LocalSocketChannel.connect``: sends
+        ``hello`` (with ``token``) and waits up to ``timeout`` seconds for the
+        server's ``ready``, running the Qt loop meanwhile. Raises
+        ``Unauthorized`` / ``UnsupportedProtocol`` when refused, ``ChannelTimeout``
+        when the server does not answer, ``Disconnected`` when nobody serves
+        ``name`` after the attempts of ``retry`` (a ``RetryPolicy``, a number of
+        attempts, or ``None`` for one; back-off waits keep the Qt loop running).
+        """
+        _require_app()
+        policy = RetryPolicy(attempts=retry) if isinstance(retry, int) else retry
+        delays = policy.delays() if policy is not None else []
+        address = resolve_address(name)
+        for attempt in itertools.count():
+            try:
+                return cls._connect_once(name, address, token, timeout, max_frame, peer_name)
+            except Disconnected:
+                if attempt >= len(delays):
+                    raise
+                log.debug("channel %r: no server yet, retrying in %.3fs", name, delays[attempt])
+                _sleep_in_loop(delays[attempt])
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @classmethod
+    def _connect_once(
+        cls,
+        name: str,
+        address: str,
+        token: Optional[str],
+        timeout: float,
+        max_frame: int,
+        peer_name: Optional[str],
+    ) -> QtLocalSocketChannel:
+        deadline = time.monotonic() + timeout
+        socket = QLocalSocket()
+        socket.connectToServer(address)
+        # A local connect completes at once or fails at once; waiting for it is harmless.
+        if not socket.waitForConnected(_ms_left(deadline)):
+            reason = socket.errorString()
+            socket.abort()
+            socket.deleteLater()
+            raise Disconnected(f"cannot connect to channel {name!r} at {address!r}: {reason}")
+        channel = cls(
+            socket, name, server=False, token=token, max_frame=max_frame, peer_name=peer_name
+        )
+        session = channel._session
+        session.start()
+        channel._write(session.take_output())
+        channel._waiter.wait(
+            lambda: session.established or channel._closed, max(0.0, deadline - time.monotonic())
+        )
+        if session.established:
+            return channel
+        hung_up = channel._closed
+        channel.close()
+        if session.refusal is not None:
+            raise session.refusal_exception()
+        if hung_up:
+            raise Disconnected(f"the server of {name!r} closed the connection during hello")
+        raise ChannelTimeout(f"no ready from the server of {name!r} within {timeout}s")
+
+    # -- properties ------------------------------------------------------------
+
+    @property
+    def established(self) -> bool:
+        """True once the session is open (the handshake is done)."""
+        return self._session.established
+
+    @property
+    def peer_info(self) -> dict[str, object]:
+        """Data of the peer's latest ``hello`` or ``ready``."""
+        return self._session.peer_info
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed, by either side."""
+        return self._closed
+
+    # -- sending -------------------------------------------------------------
+
+    def send(self, msg: IpcMessage) -> None:
+        """Send ``msg``; never blocks the Qt loop (the socket buffers).
+
+        Raises ``MessageTooLarge`` over the frame limit, ``Disconnected`` once closed.
+        """
+        self.send_frame(self._session.encode(msg))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send an already encoded frame (``emit`` to many connections encodes once)."""
+        if self._closed:
+            raise Disconnected(f"channel {self._name!r} is closed: message not sent")
+        if threading.get_ident() == self._waiter.owner:
+            self._write(frame)
+            if not self._reading:
+                self._socket.flush()  # nothing else will flush before the loop runs again
+            self.metrics.record_sent(len(frame))
+            return
+        with self._outgoing_lock:
+            outgoing = self._outgoing
+            outgoing.append(frame)
+            self.metrics.record_sent(len(frame))
+            first = len(outgoing) == 1
+        if first:
+            self._invoker.invoke.emit(self._flush_outgoing)
+
+    def _write(self, data: bytes) -> None:
+        """Queue ``data`` on the socket (Qt thread only); Qt writes it without blocking."""
+        if data and self._socket.write(data) < 0:
+            raise SendFailed(f"channel {self._name!r}: write failed: {self._socket.errorString()}")
+
+    def _flush_outgoing(self) -> None:
+        with self._outgoing_lock:
+            data = b"".join(self._outgoing)
+            self._outgoing.clear()
+        if self._closed or not is_alive(self._socket):
+            return
+        try:
+            self._write(data)
+            self._socket.flush()
+        except SendFailed as exc:
+            self.metrics.record_error()
+            log.warning("%s", exc)
+
+    def announce(self, handlers: list[str]) -> None:
+        """Send a ``ready`` listing ``handlers`` (the handler list changed)."""
+        if threading.get_ident() != self._waiter.owner:
+            self._invoker.invoke.emit(lambda: self.announce(handlers))
+            return
+        if self._closed or not is_alive(self._socket):
+            return
+        self._session.announce(handlers)
+        self._write(self._session.take_output())
+        self._socket.flush()
+
+    # -- receiving -------------------------------------------------------------
+
+    def receive(self, timeout: Optional[float] = None) -> IpcMessage:
+        msg = self.try_receive()
+        if msg is not None:
+            return msg
+        inbox = self._inbox
+        self._waiter.wait(lambda: bool(inbox) or self._closed, timeout, self._poll_for())
+        msg = self.try_receive()
+        if msg is not None:
+            return msg
+        if self._closed:
+            raise Disconnected(f"channel {self._name!r} is closed")
+        raise ChannelTimeout(f"channel {self._name!r}: no message within {timeout}s")
+
+    def try_receive(self) -> Optional[IpcMessage]:
+        with self._waiter.cond:
+            return self._inbox.popleft() if self._inbox else None
+
+    def _queue_length(self) -> int:
+        return len(self._inbox)
+
+    def wait_event(self, event: threading.Event, timeout: Optional[float]) -> bool:
+        """Wait for ``event``; on the Qt thread the loop keeps delivering meanwhile."""
+        if threading.get_ident() != self._waiter.owner:
+            return event.wait(timeout)
+        # The event may be set by another thread, so the wait also polls.
+        poll = self._poll_for() or _nothing
+        return self._waiter.wait(event.is_set, timeout, poll)
+
+    def _poll_for(self) -> Optional[Callable[[], None]]:
+        # Inside our own readyRead slot Qt will not signal this socket again:
+        # a nested wait has to read by itself.
+        return self._read_available if self._reading else None
+
+    def _handlers_changed(self) -> None:
+        # Messages that arrived before the first handler go to it, on the Qt thread.
+        if self._handlers and self._inbox:
+            self._invoker.invoke.emit(self._drain_inbox_to_handlers)
+
+    def _drain_inbox_to_handlers(self) -> None:
+        if not self._handlers:
+            return
+        with self._waiter.cond:
+            messages = list(self._inbox)
+            self._inbox.clear()
+        self._deliver(messages)
+
+    # -- the Qt side: signals --------------------------------------------------
+
+    def _on_ready_read(self) -> None:
+        self._reading += 1
+        try:
+            self._read_available()
+        finally:
+            self._reading -= 1
+        if is_alive(self._socket):
+            self._socket.flush()  # one write for every reply of this batch
+
+    def _read_available(self) -> None:
+        socket = self._socket
+        if not is_alive(socket) or not socket.bytesAvailable():
+            return
+        data = socket.readAll().data()
+        session = self._session
+        if session.must_close:
+            return  # closing: what still arrives is discarded, not buffered
+        was_established = session.established
+        messages = session.feed(data)
+        out = session.take_output()
+        if out:
+            self._write(out)
+        if session.must_close:
+            self._log_refusal()
+            self._close_socket()
+            self._mark_closed()
+        if session.established and not was_established and self._on_established is not None:
+            self._on_established(self)  # before delivery: on_connection may add handlers
+        if messages:
+            self._deliver(messages)
+
+    def _deliver(self, messages: list[IpcMessage]) -> None:
+        if not self._handlers:
+            with self._waiter.cond:
+                self._inbox.extend(messages)
+                self.metrics.observe_queue_length(len(self._inbox))
+            self._waiter.wake()
+            return
+        pending = self._pending
+        pending.extend(messages)
+        # A handler may wait (nested loop) and read more, which lands in ``pending``
+        # behind the rest of this batch: order is kept.
+        while pending:
+            self._dispatch(pending.popleft())
+        if self._waiter.waiting:
+            self._waiter.wake()
+
+    def _log_refusal(self) -> None:
+        if self._session.refusal is not None:
+            log.warning("channel %r: session refused: %s", self._name, self._session.refusal)
+        else:
+            log.warning("channel %r: protocol violation, closing the connection", self._name)
+
+    def _on_disconnected(self) -> None:
+        if not self._closed:
+            self._read_available()  # whatever arrived before the hang-up
+        self._mark_closed()
+        if is_alive(self._socket):
+            self._socket.deleteLater()
+
+    def _on_error(self, *_args: object) -> None:
+        socket = self._socket
+        if is_alive(socket) and socket.state() == _UNCONNECTED and not self._closed:
+            log.debug("channel %r: socket error: %s", self._name, socket.errorString())
+            self._on_disconnected()
+
+    # -- closing -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection; wakes blocked ``receive`` with ``Disconnected``. Idempotent."""
+        self.shutdown()
+
+    def _on_shutdown(self) -> None:
+        if threading.get_ident() == self._waiter.owner:
+            self._teardown()
+            return
+        with self._waiter.cond:
+            self._closed = True  # waiters on other threads see it at once
+            self._waiter.cond.notify_all()
+        if is_alive(self._invoker):
+            self._invoker.invoke.emit(self._teardown)
+
+    def _teardown(self) -> None:
+        self._flush_outgoing_before_close()
+        self._close_socket()
+        self._mark_closed()
+
+    def _flush_outgoing_before_close(self) -> None:
+        with self._outgoing_lock:
+            data = b"".join(self._outgoing)
+            self._outgoing.clear()
+        if data and is_alive(self._socket) and self._socket.state() == _CONNECTED:
+            self._socket.write(data)
+
+    def _close_socket(self) -> None:
+        """Hang up gracefully: Qt writes what is buffered, then closes (bounded by a timer)."""
+        socket = self._socket
+        if not is_alive(socket) or socket.state() == _UNCONNECTED:
+            return
+        if socket.bytesToWrite() == 0:
+            socket.abort()
+            return
+        socket.disconnectFromServer()
+
+        def abort_if_stuck() -> None:
+            if is_alive(socket) and socket.state() != _UNCONNECTED:
+                socket.abort()
+
+        QtCore.QTimer.singleShot(_CLOSE_GRACE_MS, abort_if_stuck)
+
+    def _mark_closed(self) -> None:
+        """Qt thread: the connection is over; wake waiters, tell the server, shut down."""
+        with self._waiter.cond:
+            self._closed = True
+        self._waiter.wake()
+        on_closed, self._on_closed = self._on_closed, None
+        if on_closed is not None:
+            on_closed(self)
+        self._state.shutdown()  # idempotent: callbacks (a Peer failing requests) run once
+
+
+def _nothing() -> None:
+    pass
+
+
+def _ms_left(deadline: float) -> int:
+    return max(0, int((deadline - time.monotonic()) * 1000))
+
+
+def _sleep_in_loop(seconds: float) -> None:
+    """Wait ``seconds`` while the Qt loop keeps running (connect's back-off)."""
+    loop = QtCore.QEventLoop()
+    QtCore.QTimer.singleShot(max(1, int(seconds * 1000)), loop.quit)
+    loop.exec()
+
+
+class QtLocalSocketServer(IpcServer):
+    """A ``QLocalServer`` serving many clients at once from the Qt event loop.
+
+    It listens on ``resolve_address(name)`` with a user-only socket, after
+    taking over a stale socket file (``claim_address``); a live server under the
+    same name makes the constructor raise ``AddressInUse``. ``token`` (if given)
+    is required in every client's ``hello``; ``handlers`` are the names announced
+    in ``ready``. Connections are :class:`QtLocalSocketChannel` objects.
+
+    Usage::
+
+        with QtLocalSocketServer("auroraview_4711", handlers=["scene.info"]) as server:
+            server.on_connection(lambda conn: conn.on_message(lambda msg: serve(conn, msg)))
+            conn = server.accept(timeout=5.0)      # the Qt loop keeps running meanwhile
+            server.emit("scene.saved", {"path": "/shots/a.ma"})
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        token: Optional[str] = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        peer_name: Optional[str] = None,
+        handlers: Optional[list[str]] = None,
+    ) -> None:
+        _require_app()
+        self._name = name
+        self._token = token
+        self._max_frame = max_frame
+        self._peer_name = peer_name
+        self._handler_names = sorted(handlers or [])
+        self._connections: list[QtLocalSocketChannel] = []
+        self._handshaking: set[QtLocalSocketChannel] = set()
+        self._unaccepted: deque[QtLocalSocketChannel] = deque()
+        self._connection_handlers: list[ConnectionHandler] = []
+        self._counter = itertools.count(1)
+        self._waiter = _Waiter(threading.get_ident())
+        self._invoker = _Invoker()
+        self._closed = False
+        self.metrics = IpcChannelMetrics(lambda: len(self._unaccepted))
+        self._address = claim_address(name)
+        server = QLocalServer()
+        server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
+        if not server.listen(self._address):
+            reason = server.errorString()
+            server.deleteLater()
+            if server.serverError() == QtNetwork.QAbstractSocket.SocketError.AddressInUseError:
+                raise AddressInUse(
+                    f"channel {name!r} at {self._address!r} was taken by another server "
+                    f"while starting: {reason}"
+                )
+            raise IpcChannelError(f"cannot listen on {self._address!r}: {reason}")
+        server.newConnection.connect(self._on_new_connection)
+        self._server = server
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def connections(self) -> list[IpcChannel]:
+        return list(self._connections)
+
+    def accept(self, timeout: Optional[float] = None) -> IpcChannel:
+        unaccepted = self._unaccepted
+        self._waiter.wait(lambda: bool(unaccepted) or self._closed, timeout)
+        with self._waiter.cond:
+            if unaccepted:
+                return unaccepted.popleft()
+        if self._closed:
+            raise Disconnected(f"server {self._name!r} is closed")
+        raise ChannelTimeout(f"server {self._name!r}: no connection within {timeout}s")
+
+    def on_connection(self, handler: ConnectionHandler) -> None:
+        self._connection_handlers.append(handler)
+
+    def emit(self, event: str, data: Any = None) -> None:
+        """Send an event to every connected client (encoded once)."""
+        msg = IpcMessage(IpcMessageType.EVENT, data, event=event)
+        frame = StreamSession(server=True, max_frame=self._max_frame).encode(msg)
+        for conn in tuple(self._connections):
+            try:
+                conn.send_frame(frame)
+            except IpcChannelError as exc:  # closed meanwhile: it leaves the list soon
+                log.debug("server %r: event %r not sent to %r: %s", self._name, event, conn, exc)
+                continue
+            self.metrics.record_sent(len(frame))
+
+    def set_handlers(self, names: list[str]) -> None:
+        self._handler_names = sorted(names)
+        for conn in tuple(self._connections):
+            conn.announce(self._handler_names)
+
+    def _announced_handlers(self) -> list[str]:
+        return self._handler_names
+
+    # -- the Qt side -----------------------------------------------------------
+
+    def _on_new_connection(self) -> None:
+        server = self._server
+        while server.hasPendingConnections():
+            socket = server.nextPendingConnection()
+            if socket is None:
+                break
+            conn = QtLocalSocketChannel(
+                socket,
+                f"{self._name}#{next(self._counter)}",
+                server=True,
+                token=self._token,
+                max_frame=self._max_frame,
+                peer_name=self._peer_name,
+                handlers=self._announced_handlers,
+                on_established=self._on_established,
+                on_closed=self._on_connection_closed,
+            )
+            self._handshaking.add(conn)
+            if socket.bytesAvailable():
+                conn._on_ready_read()
+
+    def _on_established(self, conn: QtLocalSocketChannel) -> None:
+        self._handshaking.discard(conn)
+        self._connections.append(conn)
+        with self._waiter.cond:
+            self._unaccepted.append(conn)
+        for handler in tuple(self._connection_handlers):
+            try:
+                handler(conn)
+            except Exception:
+                self.metrics.record_error()
+                log.exception("server %r: connection handler %r raised", self._name, handler)
+        self._waiter.wake()
+
+    def _on_connection_closed(self, conn: QtLocalSocketChannel) -> None:
+        if conn in self._handshaking:
+            self._handshaking.discard(conn)
+            if conn._session.must_close:
+                self.metrics.record_error()  # refused: wrong token, bad protocol, ...
+        if conn in self._connections:
+            self._connections.remove(conn)
+        with self._waiter.cond:
+            if conn in self._unaccepted:
+                self._unaccepted.remove(conn)
+
+    def close(self) -> None:
+        """Stop listening, close every connection, remove the socket file. Idempotent."""
+        if threading.get_ident() != self._waiter.owner:
+            with self._waiter.cond:
+                self._closed = True
+                self._waiter.cond.notify_all()
+            if is_alive(self._invoker):
+                self._invoker.invoke.emit(self.close)
+            return
+        if self._closed and not is_alive(self._server):
+            return
+        self._closed = True
+        for conn in (*self._connections, *self._handshaking):
+            conn.close()
+        self._connections.clear()
+        self._handshaking.clear()
+        server = self._server
+        if is_alive(server):
+            server.close()  # also removes the socket file
+            server.deleteLater()
+        self._waiter.wake()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._connections)} connection(s)"
+        return f"<QtLocalSocketServer {self._name!r} at {self._address!r}, {state}>"

@@ -1,0 +1,459 @@
+"""QtLocalSocketServer / QtLocalSocketChannel on a real Qt loop, real sockets, real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+from qt_helpers import Child, in_thread, serve_echo, unique_name
+from rawclient import RawClient
+
+from aurora_dcc.address import AddressInUse, resolve_address
+from aurora_dcc.errors import ChannelTimeout, Disconnected, ErrorCode, Unauthorized
+from aurora_dcc.message import IpcMessage, IpcMessageType
+from aurora_dcc.peer import Peer
+from aurora_dcc.qt_compat import QtCore
+from aurora_dcc.qt_local_socket import QtLocalSocketChannel, QtLocalSocketServer
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets (rawclient)")
+
+
+@pytest.fixture
+def make_server(qapp: Any) -> Any:
+    servers: list[QtLocalSocketServer] = []
+
+    def make(name: str | None = None, **options: Any) -> QtLocalSocketServer:
+        server = QtLocalSocketServer(name or unique_name(), **options)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def raw_hello(name: str, token: str | None = None) -> tuple[RawClient, dict[str, Any]]:
+    client = RawClient.connect(name)
+    return client, client.hello(token=token)
+
+
+# -- handshake, bad input, limits ---------------------------------------------------
+
+
+def test_handshake_request_and_ping(qtbot: Any, make_server: Any) -> None:
+    server = make_server(handlers=["scene.info"], peer_name="maya-test")
+    serve_echo(server)
+
+    def client() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        raw, ready = raw_hello(server.name)
+        with raw:
+            reply = raw.request("echo", {"x": [1, 2]}, id="r1")
+            raw.send({"type": "ping", "id": "p1"})
+            return ready, reply, raw.recv()
+
+    ready, reply, pong = in_thread(qtbot, client)
+    assert ready["type"] == "ready"
+    assert ready["data"]["handlers"] == ["scene.info"]
+    assert ready["data"]["peer"] == "maya-test"
+    assert reply == {"type": "response", "id": "r1", "data": {"x": [1, 2]}}
+    assert pong == {"type": "pong", "id": "p1", "data": {}}
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "echoed_id"),
+    [
+        (b"\x00\xffgarbage that is not json\n", ErrorCode.PARSE_ERROR, None),
+        (b'{"type":"request","id":"u1","method":"\xff\xfe"}\n', ErrorCode.PARSE_ERROR, None),
+        (b'[{"type":"ping"}]\n', ErrorCode.INVALID_MESSAGE, None),
+        (b'{"id":"x1","method":"echo"}\n', ErrorCode.INVALID_MESSAGE, "x1"),
+    ],
+    ids=["garbage", "invalid-utf8", "json-array", "no-type"],
+)
+def test_bad_frame_is_answered_and_connection_stays_usable(
+    qtbot: Any, make_server: Any, frame: bytes, code: int, echoed_id: str | None
+) -> None:
+    server = make_server()
+    serve_echo(server)
+
+    def client() -> tuple[dict[str, Any], dict[str, Any]]:
+        raw, _ = raw_hello(server.name)
+        with raw:
+            raw.send_raw(frame)
+            error = raw.recv()
+            return error, raw.request("echo", {"still": "open"}, id="after")
+
+    error, reply = in_thread(qtbot, client)
+    assert error["type"] == "response"
+    assert error["error"]["code"] == code
+    assert error.get("id") == echoed_id
+    assert reply["data"] == {"still": "open"}
+    qtbot.waitUntil(lambda: len(server.connections) == 0, timeout=2000)  # client left
+
+
+def test_wrong_token_is_refused_and_closed(qtbot: Any, make_server: Any) -> None:
+    server = make_server(token="s3cret")
+    accepted: list[Any] = []
+    server.on_connection(accepted.append)
+
+    def client() -> tuple[dict[str, Any], bool]:
+        raw, answer = raw_hello(server.name, token="wrong")
+        with raw:
+            return answer, raw.is_closed_by_server()
+
+    answer, closed = in_thread(qtbot, client)
+    assert answer["error"]["code"] == ErrorCode.UNAUTHORIZED
+    assert closed
+    assert accepted == []
+    qtbot.waitUntil(lambda: server.metrics.errors == 1, timeout=2000)
+
+    def good_client() -> dict[str, Any]:
+        raw, ready = raw_hello(server.name, token="s3cret")
+        raw.close()
+        return ready
+
+    assert in_thread(qtbot, good_client)["type"] == "ready"
+    qtbot.waitUntil(lambda: len(accepted) == 1, timeout=2000)
+
+
+def test_hello_less_client_on_token_less_server(qtbot: Any, make_server: Any) -> None:
+    server = make_server()
+    serve_echo(server)
+
+    def client() -> dict[str, Any]:
+        with RawClient.connect(server.name) as raw:
+            return raw.request("echo", 7, id="first")
+
+    assert in_thread(qtbot, client) == {"type": "response", "id": "first", "data": 7}
+
+
+def _peak_rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        match = re.search(r"VmHWM:\s+(\d+)", status.read())
+    assert match is not None
+    return int(match.group(1))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc peak RSS")
+def test_frame_over_limit_is_refused_without_buffering_it(qtbot: Any, make_server: Any) -> None:
+    limit = 256 * 1024
+    attempted = 256 * 1024 * 1024
+    server = make_server(max_frame=limit)
+    serve_echo(server)
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # reset this process's peak RSS
+    before = _peak_rss_kib()
+    child = Child("qt_misbehaving_client.py", server.address, "flood", str(attempted))
+    try:
+        assert child.wait_exit(qtbot, timeout=60.0) == 0
+    finally:
+        child.kill()
+    report = json.loads(child.lines[-1])
+    assert report["reply"]["error"]["code"] == ErrorCode.MESSAGE_TOO_LARGE
+    assert report["closed"]
+    assert report["sent"] < attempted  # the server hung up long before the end
+    assert _peak_rss_kib() - before < 32 * 1024  # KiB: nowhere near the 256 MiB sent at it
+    qtbot.waitUntil(lambda: server.connections == [], timeout=2000)
+
+
+def test_socket_file_is_user_only_and_removed_on_close(qapp: Any, make_server: Any) -> None:
+    server = make_server()
+    mode = os.stat(server.address).st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) & 0o077 == 0, oct(stat.S_IMODE(mode))
+    assert server.address == resolve_address(server.name)
+    server.close()
+    assert not os.path.exists(server.address)
+    server.close()  # idempotent
+
+
+def test_stale_socket_is_replaced_live_one_is_not(qapp: Any, make_server: Any) -> None:
+    name = unique_name()
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(resolve_address(name))
+    stale.close()  # a socket file nobody listens on: a crashed server's leftover
+    first = make_server(name)
+    with pytest.raises(AddressInUse, match=re.escape(name)) as refused:
+        make_server(name)
+    assert first.address in str(refused.value)
+    assert os.path.exists(first.address)  # the live server's socket was not removed
+
+
+# -- disconnects, kills, close -------------------------------------------------------
+
+
+def _serve_one_more_client(qtbot: Any, server: QtLocalSocketServer) -> None:
+    def client() -> dict[str, Any]:
+        raw, _ = raw_hello(server.name)
+        with raw:
+            return raw.request("echo", "alive", id="other")
+
+    assert in_thread(qtbot, client)["data"] == "alive"
+
+
+def test_client_dying_mid_frame_is_noticed(qtbot: Any, make_server: Any) -> None:
+    server = make_server()
+    serve_echo(server)
+    accepted: list[Any] = []
+    server.on_connection(accepted.append)
+    child = Child("qt_misbehaving_client.py", server.address, "half-frame")
+    try:
+        child.wait_exit(qtbot)
+        qtbot.waitUntil(lambda: len(accepted) == 1 and accepted[0].closed, timeout=2000)
+        assert server.connections == []
+        assert accepted[0].is_shutdown()
+    finally:
+        child.kill()
+    _serve_one_more_client(qtbot, server)
+
+
+def test_client_sigkilled_mid_stream_is_noticed(qtbot: Any, make_server: Any) -> None:
+    server = make_server()
+    serve_echo(server)
+    child = Child("qt_misbehaving_client.py", server.address, "stream")
+    try:
+        qtbot.waitUntil(lambda: len(server.connections) == 1, timeout=5000)
+        conn = server.connections[0]
+        qtbot.waitUntil(lambda: conn.metrics.messages_received > 1000, timeout=5000)
+        os.kill(child.proc.pid, signal.SIGKILL)
+        qtbot.waitUntil(lambda: server.connections == [], timeout=2000)
+        with pytest.raises(Disconnected):
+            conn.send(IpcMessage.event_message("too.late"))
+    finally:
+        child.kill()
+    _serve_one_more_client(qtbot, server)
+
+
+def test_qt_client_sees_sigkilled_server_promptly(qtbot: Any, qapp: Any) -> None:
+    name = unique_name()
+    child = Child("qt_raw_server.py", resolve_address(name))
+    try:
+        child.wait_line(qtbot, "listening")
+        channel = QtLocalSocketChannel.connect(name, timeout=5.0)
+        assert channel.receive(timeout=5.0).type is IpcMessageType.READY
+        QtCore.QTimer.singleShot(100, lambda: os.kill(child.proc.pid, signal.SIGKILL))
+        started = time.monotonic()
+        with pytest.raises(Disconnected):
+            channel.receive(timeout=10.0)  # blocked on the Qt thread, loop still running
+        assert time.monotonic() - started < 2.0
+        assert channel.closed
+    finally:
+        child.kill()
+        os.unlink(resolve_address(name))
+
+
+def test_close_wakes_blocked_receive_on_both_sides(qtbot: Any, make_server: Any) -> None:
+    server = make_server()
+    client = QtLocalSocketChannel.connect(server.name)
+    conn = server.accept(timeout=5.0)
+    assert client.receive(timeout=5.0).type is IpcMessageType.READY
+    # Qt thread blocked in receive; the client is closed from a timer on the same loop.
+    QtCore.QTimer.singleShot(50, client.close)
+    with pytest.raises(Disconnected):
+        client.receive(timeout=5.0)
+    with pytest.raises(Disconnected):
+        conn.receive(timeout=5.0)  # the server side sees the hang-up too
+
+    # Another thread blocked in receive; the server side closes its connection.
+    client2 = QtLocalSocketChannel.connect(server.name)
+    conn2 = server.accept(timeout=5.0)
+    client2.receive(timeout=5.0)  # the ready
+    outcome: list[BaseException] = []
+
+    def blocked() -> None:
+        try:
+            client2.receive(timeout=10.0)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    QtCore.QTimer.singleShot(50, conn2.close)
+    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=3000)
+    assert len(outcome) == 1 and isinstance(outcome[0], Disconnected)
+
+
+def test_server_close_disconnects_clients(qtbot: Any, make_server: Any) -> None:
+    server = make_server()
+    client = QtLocalSocketChannel.connect(server.name)
+    server.accept(timeout=5.0)
+    client.receive(timeout=5.0)  # ready
+    server.close()
+    with pytest.raises(Disconnected):
+        client.receive(timeout=5.0)
+    with pytest.raises(Disconnected):
+        server.accept(timeout=0.1)
+    assert not os.path.exists(server.address)
+
+
+# -- Qt client ------------------------------------------------------------------------
+
+
+def test_qt_client_wrong_token_raises_unauthorized(qtbot: Any, make_server: Any) -> None:
+    server = make_server(token="s3cret")
+    with pytest.raises(Unauthorized):
+        QtLocalSocketChannel.connect(server.name, token="nope")
+    channel = QtLocalSocketChannel.connect(server.name, token="s3cret")
+    assert channel.established
+
+
+def test_qt_client_without_server_fails_then_retries_until_it_appears(
+    qtbot: Any, make_server: Any
+) -> None:
+    name = unique_name()
+    started = time.monotonic()
+    with pytest.raises(Disconnected, match=re.escape(name)):
+        QtLocalSocketChannel.connect(name, timeout=1.0)
+    assert time.monotonic() - started < 1.0
+    # The server appears 300 ms from now, on this loop, while connect backs off.
+    QtCore.QTimer.singleShot(300, lambda: make_server(name))
+    channel = QtLocalSocketChannel.connect(name, timeout=1.0, retry=10)
+    assert channel.established
+    assert channel.peer_info["protocol"] == 1
+
+
+def test_ready_timeout_when_server_never_answers(qtbot: Any, qapp: Any) -> None:
+    name = unique_name()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(resolve_address(name))
+    listener.listen(1)  # accepts at kernel level, never says ready
+    try:
+        with pytest.raises(ChannelTimeout):
+            QtLocalSocketChannel.connect(name, timeout=0.3)
+    finally:
+        listener.close()
+        os.unlink(resolve_address(name))
+
+
+def test_qt_to_qt_rpc_on_one_thread_does_not_deadlock(qtbot: Any, make_server: Any) -> None:
+    """Both ends on the main thread: a blocking request keeps the loop delivering."""
+    server = make_server()
+    server.on_connection(lambda conn: Peer(conn).register("add", lambda a, b: a + b))
+    client = Peer(QtLocalSocketChannel.connect(server.name), session_started=True)
+    assert client.request("add", [2, 3], timeout=5.0) == 5
+    assert client.wait_ready(timeout=5.0)
+    rtt = client.ping(timeout=5.0)
+    assert 0 < rtt < 5.0
+
+
+def test_handler_waiting_inside_its_own_delivery_still_gets_its_reply(
+    qtbot: Any, make_server: Any
+) -> None:
+    """A request handler that asks the same client something back (nested wait)."""
+    server = make_server()
+
+    def on_connection(conn: Any) -> None:
+        peer = Peer(conn)
+        peer.register("outer", lambda: peer.request("inner", timeout=5.0) + 1)
+
+    server.on_connection(on_connection)
+    client = Peer(QtLocalSocketChannel.connect(server.name), session_started=True)
+    client.register("inner", lambda: 41)
+    assert client.request("outer", timeout=10.0) == 42
+
+
+# -- many clients, threads, broadcast, metrics -----------------------------------------
+
+
+def test_fifty_clients_two_thousand_round_trips_each(qtbot: Any, make_server: Any) -> None:
+    server = make_server()
+    serve_echo(server)
+    clients, rounds, processes = 50, 2000, 2
+    per_process = clients // processes
+    children = [
+        Child(
+            "qt_load_clients.py",
+            server.address,
+            str(per_process),
+            str(rounds),
+            str(k * per_process),
+        )
+        for k in range(processes)
+    ]
+    try:
+        codes = [child.wait_exit(qtbot, timeout=150.0) for child in children]
+    finally:
+        for child in children:
+            child.kill()
+    reports = [json.loads(child.lines[-1]) for child in children]
+    assert codes == [0] * processes, reports
+    assert sum(r["answered"] for r in reports) == clients * rounds
+    assert sum(r["mixed_up"] for r in reports) == 0
+    assert server.metrics.errors == 0
+
+
+def test_sends_from_other_threads_arrive_complete_and_in_order(
+    qtbot: Any, make_server: Any
+) -> None:
+    server = make_server()
+    client = QtLocalSocketChannel.connect(server.name)
+    conn = server.accept(timeout=5.0)
+    threads, per_thread = 4, 500
+    received: list[IpcMessage] = []
+    conn.on_message(received.append)
+
+    def sender(k: int) -> None:
+        for i in range(per_thread):
+            client.send(IpcMessage.event_message("n", {"t": k, "i": i}))
+
+    workers = [threading.Thread(target=sender, args=(k,)) for k in range(threads)]
+    for worker in workers:
+        worker.start()
+    qtbot.waitUntil(lambda: len(received) == threads * per_thread, timeout=10000)
+    for worker in workers:
+        worker.join()
+    for k in range(threads):
+        assert [m.data["i"] for m in received if m.data["t"] == k] == list(range(per_thread))
+    assert client.metrics.messages_sent == threads * per_thread
+
+
+def test_emit_broadcasts_or_targets_one_connection(qtbot: Any, make_server: Any) -> None:
+    server = make_server()
+    clients = [QtLocalSocketChannel.connect(server.name) for _ in range(3)]
+    conns = [server.accept(timeout=5.0) for _ in clients]
+    for client in clients:
+        assert client.receive(timeout=5.0).type is IpcMessageType.READY
+    server.emit("scene.saved", {"path": "/shots/a.ma"})
+    for client in clients:
+        msg = client.receive(timeout=5.0)
+        assert (msg.event, msg.data) == ("scene.saved", {"path": "/shots/a.ma"})
+    conns[1].emit("only.you", 1)
+    assert clients[1].receive(timeout=5.0).event == "only.you"
+    assert clients[0].try_receive() is None and clients[2].try_receive() is None
+    assert server.metrics.messages_sent == 3
+
+
+def test_set_handlers_reannounces_ready(qtbot: Any, make_server: Any) -> None:
+    server = make_server(handlers=["a"])
+    client = QtLocalSocketChannel.connect(server.name)
+    assert client.receive(timeout=5.0).data["handlers"] == ["a"]
+    server.set_handlers(["b", "a"])
+    again = client.receive(timeout=5.0)
+    assert again.type is IpcMessageType.READY and again.data["handlers"] == ["a", "b"]
+    assert client.peer_info["handlers"] == ["a", "b"]
+
+
+def test_metrics_per_connection_and_server(qtbot: Any, make_server: Any) -> None:
+    server = make_server()
+    serve_echo(server)
+    client = QtLocalSocketChannel.connect(server.name)
+    client.receive(timeout=5.0)  # ready
+    for i in range(10):
+        client.send(IpcMessage.request("echo", i, id=f"m{i}"))
+    replies = [client.receive(timeout=5.0) for _ in range(10)]
+    assert [r.data for r in replies] == list(range(10))
+    conn = server.connections[0]
+    conn_snap, client_snap = conn.metrics.snapshot(), client.metrics.snapshot()
+    assert conn_snap.messages_received == 11  # hello + 10 requests
+    assert conn_snap.messages_sent == 10  # ready/pong are protocol output, not counted
+    assert client_snap.messages_sent == 10 and client_snap.messages_received == 11
+    assert client_snap.bytes_sent > 0 and conn_snap.bytes_received > client_snap.bytes_sent
+    assert server.metrics.snapshot().queue_length == 1  # established, not yet accept()ed
