@@ -1,0 +1,376 @@
+"""``DccIpcChannel``: run message handlers on the host application's main thread.
+
+DCC APIs (``maya.cmds``, ``hou``, ``nuke``, ``pymxs``) may only be called from
+the main thread. A ``DccIpcChannel`` is the one-ended inbox of that thread:
+``send``/``emit`` from any thread (socket readers, workers) queue a message, and
+every ``on_message`` handler runs on the main thread, in the host's event loop,
+without freezing its UI. ``call_in_main_thread`` runs a function there and
+hands its result (or exception) back to the calling thread.
+
+Usage::
+
+    channel = DccIpcChannel("scene")                  # once a QCoreApplication exists
+    channel.on_message(lambda msg: cmds.select(msg.data["nodes"]))   # main thread
+    # ... on any thread:
+    channel.emit("select", {"nodes": ["pCube1"]})
+    names = channel.call_in_main_thread(cmds.ls, "pCube*", timeout=5.0)
+
+How delivery works: the channel holds a ``ThreadChannel`` (the queue) and a
+:class:`Waker` (``QtWaker`` by default). The main thread is woken only when the
+queue goes from empty to non-empty, and each wake drains messages until the
+queue is empty or ``frame_budget`` (8 ms) is spent; then it yields to the event
+loop and wakes itself again, so a flood never holds the UI for more than a
+frame or so. With no handler registered, messages stay queued for
+``receive()``/``try_receive()``.
+
+A channel created before the ``QCoreApplication`` exists queues what it is
+sent and delivers it after ``attach()``; it never creates an application.
+On ``aboutToQuit`` or ``shutdown()`` it stops accepting, fails waiting
+``call_in_main_thread`` callers with ``ShuttingDown``, hands what is queued to
+the handlers (up to ``shutdown_timeout``) and disconnects from Qt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Optional, TypeVar
+
+from .channel import IpcChannel
+from .errors import ChannelTimeout, ShuttingDown
+from .message import IpcMessage
+from .shutdown import ShutdownState
+from .thread_channel import ThreadChannel
+from .waker import Waker
+
+__all__ = ["DccIpcChannel", "call_in_main_thread", "main_thread_channel"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_perf = time.perf_counter
+
+# While the main thread waits in wait_event, how often it services the host's
+# own events when nothing arrives through the channel.
+_WAIT_SLICE = 0.005
+
+
+class _Call:
+    """One ``call_in_main_thread`` request; the caller blocks on ``_done``."""
+
+    __slots__ = ("_done", "args", "cancelled", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self.cancelled = False
+        self._done = threading.Lock()
+        self._done.acquire()
+
+    def run(self) -> None:
+        """Run on the main thread; the caller gets the result or the exception."""
+        if self.cancelled:
+            return
+        try:
+            self.result = self.fn(*self.args)
+        except BaseException as exc:  # re-raised in the caller's thread
+            self.error = exc
+        self._done.release()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self._done.release()
+
+    def wait(self, timeout: Optional[float]) -> Any:
+        if not self._done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            self.cancelled = True  # not run later if still queued
+            raise ChannelTimeout(f"{self.fn!r} did not run on the main thread within {timeout}s")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class DccIpcChannel(IpcChannel):
+    """A channel whose handlers run on the main thread (see the module docstring).
+
+    ``send(msg)`` (any thread) puts ``msg`` in the queue feeding the main
+    thread; it waits up to ``send_timeout`` when ``capacity`` messages are
+    already queued, then raises ``SendFailed``. ``waker`` defaults to a
+    ``QtWaker`` when a ``QCoreApplication`` exists; otherwise the channel waits
+    for ``attach()``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        capacity: int = 10_000,
+        *,
+        waker: Optional[Waker] = None,
+        frame_budget: float = 0.008,
+        shutdown_timeout: float = 2.0,
+        send_timeout: Optional[float] = 10.0,
+        shutdown_state: Optional[ShutdownState] = None,
+    ) -> None:
+        super().__init__(name, shutdown_state)
+        self._queue = ThreadChannel(
+            name, capacity, send_timeout=send_timeout, shutdown_state=self._state
+        )
+        self.metrics = self._queue.metrics
+        self.frame_budget = frame_budget
+        self.shutdown_timeout = shutdown_timeout
+        self._waker: Optional[Waker] = None
+        self._calls: deque[_Call] = deque()
+        self._calls_lock = threading.Lock()
+        self._main_waiting = 0  # wait_event calls in progress on the main thread
+        self._arrived = threading.Event()  # set on wakes while _main_waiting
+        self._finishing = False
+        self._queue.set_wakeup(self._wake)
+        self._state.on_shutdown(self._on_shutdown)
+        if waker is None:
+            waker = _qt_waker_if_app()
+        if waker is not None:
+            self.attach(waker)
+
+    # -- attaching to the host ---------------------------------------------
+
+    @property
+    def is_attached(self) -> bool:
+        return self._waker is not None
+
+    def attach(self, waker: Optional[Waker] = None) -> None:
+        """Start delivering on the main thread, through ``waker`` or a new ``QtWaker``.
+
+        Raises ``RuntimeError`` when already attached, or when ``waker`` is None
+        and no ``QCoreApplication`` exists yet.
+        """
+        if self._waker is not None:
+            raise RuntimeError(f"channel {self._name!r} is already attached")
+        if waker is None:
+            waker = _qt_waker_if_app()
+            if waker is None:
+                raise RuntimeError(
+                    f"channel {self._name!r}: no QCoreApplication exists yet; create it, "
+                    "then call attach() (or pass a Waker)"
+                )
+        waker.bind(self._drain, self._on_host_quit)
+        self._waker = waker
+        self._wake()  # deliver anything queued before now
+
+    # -- the channel interface ---------------------------------------------
+
+    def send(self, msg: IpcMessage) -> None:
+        """Queue ``msg`` for the main thread's handlers (any thread; see the class doc)."""
+        self._queue.send(msg)
+
+    def receive(self, timeout: Optional[float] = None) -> IpcMessage:
+        """The next queued message (for use without handlers)."""
+        return self._queue.receive(timeout)
+
+    def try_receive(self) -> Optional[IpcMessage]:
+        return self._queue.try_receive()
+
+    def _queue_length(self) -> int:
+        return self._queue._queue_length()
+
+    def _handlers_changed(self) -> None:
+        if self._handlers:
+            self._wake()  # messages may be waiting for their first handler
+
+    def call_in_main_thread(
+        self, fn: Callable[..., T], *args: Any, timeout: Optional[float] = 30.0
+    ) -> T:
+        """Run ``fn(*args)`` on the main thread and return its result (or raise its exception).
+
+        Runs inline when called on the main thread. Raises ``ChannelTimeout``
+        after ``timeout`` seconds (the call is then dropped if it has not
+        started), ``ShuttingDown`` when the channel or the application shuts
+        down first, ``RuntimeError`` when the channel is not attached yet.
+        """
+        self._state.check()
+        waker = self._waker
+        if waker is None:
+            raise RuntimeError(
+                f"channel {self._name!r} is not attached to a main thread yet: call attach() "
+                "once the QCoreApplication exists"
+            )
+        if waker.on_main_thread():
+            return fn(*args)
+        call = _Call(fn, args)
+        with self._calls_lock:
+            if self._state.is_shutdown():  # checked under the lock _fail_calls takes
+                raise ShuttingDown("shutting down: call not run on the main thread")
+            self._calls.append(call)
+            first = len(self._calls) == 1
+        if first:
+            self._wake()
+        result: T = call.wait(timeout)
+        return result
+
+    def wait_event(self, event: threading.Event, timeout: Optional[float]) -> bool:
+        """Wait for ``event``; on the main thread, keep delivering and pumping meanwhile.
+
+        A plain wait on the main thread would deadlock when ``event`` is set by
+        a handler (an RPC reply) and would freeze the host, so the main thread
+        drains the channel and lets the host process its events (at least every
+        5 ms) until ``event`` is set or ``timeout`` runs out.
+        """
+        waker = self._waker
+        if waker is None or not waker.on_main_thread():
+            return event.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._main_waiting += 1
+        try:
+            while not event.is_set():
+                self._arrived.clear()
+                self._drain()
+                waker.process_events()
+                if event.is_set():
+                    break
+                remaining = _WAIT_SLICE if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                if not (self._handlers and self._queue_length()):
+                    self._arrived.wait(min(remaining, _WAIT_SLICE))
+            return True
+        finally:
+            self._main_waiting -= 1
+
+    # -- delivery (main thread) ----------------------------------------------
+
+    def _wake(self) -> None:
+        """Any thread: ask the main thread to drain (the queue's empty -> non-empty hook)."""
+        waker = self._waker
+        if waker is not None:
+            waker.wake()
+        if self._main_waiting:
+            self._arrived.set()
+
+    def _drain(self) -> None:
+        """Main thread, on each wake: run calls, then dispatch until empty or out of budget."""
+        if self._calls:
+            self._run_calls()
+        if self._state.is_shutdown():
+            self._finish()
+            return
+        handlers = self._handlers
+        if not handlers:
+            return
+        try:
+            guard = self._state.begin_operation()  # one per batch: the hot path
+        except ShuttingDown:
+            self._finish()
+            return
+        with guard:
+            pop = self._queue.try_receive
+            dispatch = self._dispatch
+            deadline = _perf() + self.frame_budget
+            while handlers:
+                msg = pop()
+                if msg is None:
+                    return  # the next send finds the queue empty and wakes us
+                dispatch(msg)
+                if _perf() >= deadline:
+                    break
+            else:
+                return  # the last handler left; messages wait for receive()
+        self._wake()  # out of budget: let the event loop paint, then continue
+
+    def _run_calls(self) -> None:
+        with self._calls_lock:
+            calls, self._calls = self._calls, deque()
+        for call in calls:
+            call.run()
+
+    # -- shutdown --------------------------------------------------------------
+
+    def _fail_calls(self) -> None:
+        with self._calls_lock:
+            calls, self._calls = self._calls, deque()
+        for call in calls:
+            call.fail(ShuttingDown("shutting down: call not run on the main thread"))
+
+    def _on_shutdown(self) -> None:
+        """Any thread (a ShutdownState callback; the queue is already closed)."""
+        self._fail_calls()
+        waker = self._waker
+        if waker is None:
+            return
+        if waker.on_main_thread():
+            self._finish()
+        else:
+            waker.wake()  # the main thread finishes in _drain
+
+    def _on_host_quit(self) -> None:
+        """Main thread, on ``QCoreApplication.aboutToQuit``."""
+        self.shutdown()
+        self._finish()
+
+    def _finish(self) -> None:
+        """Main thread, after shutdown: deliver what is queued (bounded), then leave the host."""
+        if self._finishing:
+            return
+        self._finishing = True
+        self._fail_calls()
+        handlers = self._handlers
+        pop = self._queue.try_receive
+        deadline = _perf() + self.shutdown_timeout
+        while handlers and _perf() < deadline:
+            msg = pop()
+            if msg is None:
+                break
+            self._dispatch(msg)
+        left = self._queue_length()
+        if left and handlers:
+            log.warning(
+                "channel %r: %d message(s) not delivered within shutdown_timeout=%ss",
+                self._name,
+                left,
+                self.shutdown_timeout,
+            )
+        if self._waker is not None:
+            self._waker.close()
+
+
+def _qt_waker_if_app() -> Optional[Waker]:
+    """A ``QtWaker`` when Qt is importable and a ``QCoreApplication`` exists, else None."""
+    try:
+        from .qt_compat import app_instance
+        from .qt_waker import QtWaker
+    except ImportError:
+        return None
+    return QtWaker() if app_instance() is not None else None
+
+
+_default_channel: Optional[DccIpcChannel] = None
+_default_lock = threading.Lock()
+
+
+def main_thread_channel() -> DccIpcChannel:
+    """The process-wide channel behind :func:`call_in_main_thread`, made on first use.
+
+    Raises ``RuntimeError`` while no ``QCoreApplication`` exists.
+    """
+    global _default_channel
+    with _default_lock:
+        if _default_channel is None:
+            _default_channel = DccIpcChannel("main-thread")
+        if not _default_channel.is_attached:
+            _default_channel.attach()
+        return _default_channel
+
+
+def call_in_main_thread(fn: Callable[..., T], *args: Any, timeout: Optional[float] = 30.0) -> T:
+    """Run ``fn(*args)`` on the Qt main thread and return its result (any thread).
+
+    Usage::
+
+        names = call_in_main_thread(cmds.ls, "pCube*", timeout=5.0)
+
+    See :meth:`DccIpcChannel.call_in_main_thread`.
+    """
+    return main_thread_channel().call_in_main_thread(fn, *args, timeout=timeout)
