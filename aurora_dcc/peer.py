@@ -400,7 +400,7 @@ class Peer:
         self._closed: Optional[str] = None  # why new requests fail with -32002
         self._session_started = session_started
         self._ready = threading.Event()
-        self._delivery_thread = 0  # the thread the channel last delivered a message on
+        self._delivering = threading.local()  # .active: a handler runs inside delivery
         self._unsubscribe_registry = self.registry.subscribe(self._handlers_changed)
         self._unsubscribe_channel = channel.on_message(self._on_message)
         channel.shutdown_state.on_shutdown(self._on_channel_shutdown)
@@ -489,7 +489,7 @@ class Peer:
         # A channel that overrides wait_event (the Qt side) keeps delivering while
         # it waits; with the plain wait, the delivery thread would be stuck waiting.
         return (
-            threading.get_ident() == self._delivery_thread
+            getattr(self._delivering, "active", False)
             and type(self.channel).wait_event is IpcChannel.wait_event
         )
 
@@ -585,20 +585,19 @@ class Peer:
     # -- incoming ------------------------------------------------------------
 
     def _on_message(self, msg: IpcMessage) -> None:
-        self._delivery_thread = threading.get_ident()
         msg_type = msg.type
         if msg_type is _T.RESPONSE:
             self._on_response(msg)
         elif msg_type is _T.REQUEST:
             if self.executor is None:
-                self._serve(msg)
+                self._deliver(self._serve, msg)
             else:
                 try:
                     self.executor.submit(self._serve, msg)
                 except RuntimeError:  # the executor is shut down
                     self._reply_error(msg, ErrorCode.SHUTTING_DOWN, "shutting down")
         elif msg_type is _T.EVENT:
-            self._on_event(msg)
+            self._deliver(self._on_event, msg)
         elif msg_type is _T.PING:
             self._send(IpcMessage.pong(msg.id))
         elif msg_type is _T.PONG:
@@ -612,6 +611,15 @@ class Peer:
                 self._ready.set()
         elif msg_type is _T.BYE:
             self._fail_all("the other side said bye")
+
+    def _deliver(self, run: Callable[[IpcMessage], None], msg: IpcMessage) -> None:
+        """Run user code (a handler, subscribers) for ``msg`` on the delivering thread."""
+        local = self._delivering
+        local.active = True
+        try:
+            run(msg)
+        finally:
+            local.active = False
 
     def _on_response(self, msg: IpcMessage) -> None:
         msg_id = msg.id
