@@ -1,0 +1,191 @@
+"""``StdioChannel``: the legacy transport, NDJSON over a child process's stdin and stdout.
+
+``AURORAVIEW_IPC_MODE=legacy`` runs a packed backend the old way: the host
+writes frames to the child's stdin and reads frames from its stdout. The
+frames, the ``hello``/``ready`` session and every protocol rule are the same
+as on a local socket, because this is a :class:`LocalSocketChannel` whose
+stream is a pair of pipes instead of a socket (:class:`PipeStream`).
+
+Because stdout *is* the channel in this mode, :meth:`StdioChannel.connect_stdio`
+moves the process's own stdout out of the way first: file descriptor 1 (and so
+``print()``, C extensions and child processes) then writes to stderr, and
+file descriptor 0 reads ``/dev/null``, so nothing else can eat the host's frames.
+
+Usage::
+
+    # host side: the child was started with stdin=PIPE, stdout=PIPE
+    channel = StdioChannel.serve_process(proc, "backend", handlers=registry.names)
+
+    # backend side (in the child)
+    channel = StdioChannel.connect_stdio(timeout=10.0)
+    print("still fine")                   # goes to stderr, not into the channel
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import subprocess
+import sys
+from typing import Any, Callable, Optional
+
+from .errors import ChannelTimeout, Disconnected
+from .local_socket import LocalSocketChannel
+
+__all__ = ["PipeStream", "StdioChannel"]
+
+
+class PipeStream:
+    """A :class:`~aurora_dcc.local_socket.Stream` over two pipe descriptors it owns.
+
+    ``recv`` reads ``read_fd``; ``sendall`` writes ``write_fd``. ``shutdown``
+    wakes a ``recv`` blocked in another thread (through a self-pipe; on Windows,
+    where pipes cannot be selected, the read ends only at EOF); ``close``
+    releases the descriptors, which the other side sees as EOF.
+
+    Usage::
+
+        stream = PipeStream(os.dup(proc.stdout.fileno()), os.dup(proc.stdin.fileno()))
+        stream.sendall(b'{"type":"ping","id":"1"}\\n')
+        stream.recv(65536)
+    """
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self._read_fd = read_fd
+        self._write_fd = write_fd
+        self._shut = False
+        self._closed = False
+        self._selector: Optional[selectors.BaseSelector] = None
+        if os.name != "nt":
+            self._wake_r, self._wake_w = os.pipe()
+            self._selector = selectors.DefaultSelector()
+            self._selector.register(read_fd, selectors.EVENT_READ)
+            self._selector.register(self._wake_r, selectors.EVENT_READ)
+
+    def recv(self, bufsize: int) -> bytes:
+        if self._shut:
+            return b""
+        if self._selector is not None:
+            ready = {key.fd for key, _ in self._selector.select()}
+            if self._wake_r in ready:
+                return b""
+        return os.read(self._read_fd, bufsize)
+
+    def sendall(self, data: bytes, flags: int = 0, /) -> None:
+        if self._shut:
+            raise BrokenPipeError("the pipe stream is shut down")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._write_fd, view) :]
+
+    def shutdown(self, how: int, /) -> None:
+        """Stop both directions and wake a blocked ``recv``; the descriptors stay open."""
+        if self._shut:
+            return
+        self._shut = True
+        if self._selector is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._shut = self._closed = True
+        fds = [self._read_fd, self._write_fd]
+        if self._selector is not None:
+            self._selector.close()
+            fds += [self._wake_r, self._wake_w]
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class StdioChannel(LocalSocketChannel):
+    """A :class:`LocalSocketChannel` over pipes; see the module docstring.
+
+    Usage::
+
+        channel = StdioChannel.serve_process(proc, "backend")    # host
+        channel = StdioChannel.connect_stdio()                   # child
+    """
+
+    @classmethod
+    def serve_process(
+        cls,
+        proc: subprocess.Popen[bytes],
+        name: str,
+        *,
+        handlers: Optional[Callable[[], list[str]]] = None,
+        peer_name: Optional[str] = None,
+        **options: Any,
+    ) -> StdioChannel:
+        """The server end of a channel to ``proc`` (started with ``stdin=PIPE, stdout=PIPE``).
+
+        Takes over the child's pipes (``proc.stdin``/``proc.stdout`` are closed
+        here; the channel owns copies). The session opens when the child's
+        ``hello`` arrives; a child that sends requests straight away is served too.
+        """
+        if proc.stdin is None or proc.stdout is None:
+            raise ValueError("the process must be started with stdin=PIPE and stdout=PIPE")
+        stream = PipeStream(os.dup(proc.stdout.fileno()), os.dup(proc.stdin.fileno()))
+        proc.stdout.close()
+        proc.stdin.close()
+        channel = cls(stream, name, server=True, handlers=handlers, peer_name=peer_name, **options)
+        channel._start_reader()
+        return channel
+
+    @classmethod
+    def connect_fds(
+        cls, read_fd: int, write_fd: int, name: str, *, timeout: float = 10.0, **options: Any
+    ) -> StdioChannel:
+        """The client end over ``read_fd``/``write_fd`` (now owned by the channel).
+
+        Sends ``hello`` and waits up to ``timeout`` seconds for the server's
+        ``ready``; raises ``ChannelTimeout`` or ``Disconnected`` like
+        ``LocalSocketChannel.connect``.
+        """
+        channel = cls(PipeStream(read_fd, write_fd), name, server=False, **options)
+        session = channel._session
+        session.start()
+        try:
+            channel._write(session.take_output(), 1)
+            channel._start_reader()
+            if not channel._settled.wait(timeout):
+                raise ChannelTimeout(f"no ready from the host of {name!r} within {timeout}s")
+            if session.refusal is not None:
+                raise session.refusal_exception()
+            if not session.established:
+                raise Disconnected(f"the host of {name!r} closed the pipes during hello")
+        except BaseException:
+            channel.close()
+            raise
+        return channel
+
+    @classmethod
+    def connect_stdio(
+        cls, name: str = "stdio", *, timeout: float = 10.0, **options: Any
+    ) -> StdioChannel:
+        """The client end over this process's own stdin/stdout (a legacy-mode backend).
+
+        Redirects descriptor 1 to stderr and descriptor 0 to ``/dev/null``
+        first (see the module docstring), so ``print()`` keeps working.
+        """
+        read_fd, write_fd = _take_over_stdio()
+        return cls.connect_fds(read_fd, write_fd, name, timeout=timeout, **options)
+
+
+def _take_over_stdio() -> tuple[int, int]:
+    """Copies of descriptors 0 and 1 for the channel; 0 then reads /dev/null, 1 writes to stderr."""
+    for stream in (sys.stdout, sys.__stdout__):
+        if stream is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+    read_fd, write_fd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(devnull, 0)
+    finally:
+        os.close(devnull)
+    os.dup2(2, 1)
+    return read_fd, write_fd
