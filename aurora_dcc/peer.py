@@ -30,6 +30,8 @@ Rules, in one place:
   arguments when it is an array, and as one argument otherwise. Arguments the
   handler's signature cannot take are refused with -32602 before it is called,
   so a ``TypeError`` raised *inside* the handler is -32603 like any other.
+  A handler registered with ``raw=True`` gets ``data`` as one argument, as it
+  is (a proxy forwarding requests elsewhere).
 - **Errors.** Unknown method -32601; handler raised -32603, with
   ``{"type": <exception type name>, "traceback": <text>}`` in ``data``; a
   handler that raises :class:`IpcCallError` answers with that error unchanged
@@ -52,6 +54,7 @@ Rules, in one place:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import fnmatch
 import functools
 import heapq
@@ -140,18 +143,29 @@ class IpcCallError(IpcChannelError):
 
 
 class _Handler:
-    """A registered callable and its signature (``None`` if it has none to check)."""
+    """A registered callable, its signature (``None``: nothing to check), and whether raw."""
 
-    __slots__ = ("fn", "signature")
+    __slots__ = ("fn", "raw", "signature")
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], raw: bool) -> None:
         if not callable(fn):
             raise TypeError(f"handler must be callable, not {type(fn).__name__}")
         self.fn = fn
-        try:
-            self.signature: Optional[inspect.Signature] = inspect.signature(fn)
-        except (TypeError, ValueError):  # some builtins have no signature
-            self.signature = None
+        self.raw = raw
+        self.signature: Optional[inspect.Signature] = None
+        if not raw:
+            with contextlib.suppress(TypeError, ValueError):  # some builtins have none
+                self.signature = inspect.signature(fn)
+
+    def arguments(self, data: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """A request's ``data`` as call arguments (see the module docstring)."""
+        if self.raw:
+            return (data,), {}
+        if isinstance(data, dict):
+            return (), data
+        if isinstance(data, list):
+            return tuple(data), {}
+        return (data,), {}
 
 
 class HandlerRegistry:
@@ -177,16 +191,20 @@ class HandlerRegistry:
         self._handlers: dict[str, _Handler] = {}
         self._listeners: list[Callable[[], None]] = []
 
-    def register(self, name: str, fn: F) -> F:
-        """Serve ``name`` with ``fn`` (replacing any previous handler); returns ``fn``."""
-        self.update({name: fn})
+    def register(self, name: str, fn: F, *, raw: bool = False) -> F:
+        """Serve ``name`` with ``fn`` (replacing any previous handler); returns ``fn``.
+
+        ``raw=True``: ``fn(data)`` gets the request's ``data`` as it is, whatever
+        its shape (for proxies that forward requests elsewhere).
+        """
+        self.update({name: fn}, raw=raw)
         return fn
 
-    def handler(self, name: Optional[str] = None) -> Callable[[F], F]:
+    def handler(self, name: Optional[str] = None, *, raw: bool = False) -> Callable[[F], F]:
         """Decorator form of ``register``; the name defaults to the function's."""
 
         def decorate(fn: F) -> F:
-            return self.register(name or fn.__name__, fn)
+            return self.register(name or fn.__name__, fn, raw=raw)
 
         return decorate
 
@@ -195,7 +213,11 @@ class HandlerRegistry:
         return bool(self.update({}, remove=(name,)))
 
     def update(
-        self, handlers: Mapping[str, Callable[..., Any]], remove: Iterable[str] = ()
+        self,
+        handlers: Mapping[str, Callable[..., Any]],
+        remove: Iterable[str] = (),
+        *,
+        raw: bool = False,
     ) -> list[str]:
         """Remove ``remove`` and add ``handlers`` as one change; returns the names removed.
 
@@ -204,7 +226,7 @@ class HandlerRegistry:
         for name in handlers:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"a handler name must be a non-empty string, not {name!r}")
-        entries = {name: _Handler(fn) for name, fn in handlers.items()}
+        entries = {name: _Handler(fn, raw) for name, fn in handlers.items()}
         with self._lock:
             removed = [name for name in remove if self._handlers.pop(name, None) is not None]
             self._handlers.update(entries)
@@ -249,15 +271,6 @@ class HandlerRegistry:
 
     def __repr__(self) -> str:
         return f"<HandlerRegistry {self.names()!r}>"
-
-
-def _arguments(data: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """A request's ``data`` as call arguments (see the module docstring)."""
-    if isinstance(data, dict):
-        return (), data
-    if isinstance(data, list):
-        return tuple(data), {}
-    return (data,), {}
 
 
 # -- request timeouts --------------------------------------------------------
@@ -400,6 +413,7 @@ class Peer:
         self._closed: Optional[str] = None  # why new requests fail with -32002
         self._session_started = session_started
         self._ready = threading.Event()
+        self._ready_handlers: tuple[Callable[[dict[str, Any]], None], ...] = ()
         self._delivering = threading.local()  # .active: a handler runs inside delivery
         self._unsubscribe_registry = self.registry.subscribe(self._handlers_changed)
         self._unsubscribe_channel = channel.on_message(self._on_message)
@@ -407,16 +421,16 @@ class Peer:
 
     # -- serving -----------------------------------------------------------
 
-    def register(self, name: str, fn: F) -> F:
-        """Serve requests for ``name`` with ``fn``; returns ``fn``."""
-        return self.registry.register(name, fn)
+    def register(self, name: str, fn: F, *, raw: bool = False) -> F:
+        """Serve requests for ``name`` with ``fn``; returns ``fn`` (``raw``: see the registry's)."""
+        return self.registry.register(name, fn, raw=raw)
 
     def unregister(self, name: str) -> bool:
         return self.registry.unregister(name)
 
-    def handler(self, name: Optional[str] = None) -> Callable[[F], F]:
+    def handler(self, name: Optional[str] = None, *, raw: bool = False) -> Callable[[F], F]:
         """Decorator: ``@peer.handler("scene.info")`` (name defaults to the function's)."""
-        return self.registry.handler(name)
+        return self.registry.handler(name, raw=raw)
 
     def announce(self) -> None:
         """Send a ``ready`` with this side's handler list. Raises the channel's errors."""
@@ -577,6 +591,21 @@ class Peer:
         handlers = self.remote_info.get("handlers")
         return [h for h in handlers if isinstance(h, str)] if isinstance(handlers, list) else []
 
+    def on_ready(self, handler: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call ``handler(info)`` for every ``ready`` from the other side; returns unsubscribe.
+
+        ``info`` is its data (``peer``, ``handlers``, ...): the first announcement
+        and every change of its handler list.
+        """
+        with self._lock:
+            self._ready_handlers = (*self._ready_handlers, handler)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._ready_handlers = tuple(h for h in self._ready_handlers if h is not handler)
+
+        return unsubscribe
+
     def wait_ready(self, timeout: Optional[float] = None) -> bool:
         """Wait for the other side's ``ready``; True once one has arrived."""
         wait = self.timeout if timeout is None else timeout
@@ -609,6 +638,7 @@ class Peer:
                 self._send(ready_message(self.name, self.registry.names()))
             else:
                 self._ready.set()
+                self._deliver(self._on_ready, msg)
         elif msg_type is _T.BYE:
             self._fail_all("the other side said bye")
 
@@ -620,6 +650,14 @@ class Peer:
             run(msg)
         finally:
             local.active = False
+
+    def _on_ready(self, msg: IpcMessage) -> None:
+        for handler in self._ready_handlers:
+            try:
+                handler(self.remote_info)
+            except Exception:
+                self.channel.metrics.record_error()
+                log.exception("peer %r: ready handler %r raised", self.name, handler)
 
     def _on_response(self, msg: IpcMessage) -> None:
         msg_id = msg.id
@@ -665,7 +703,7 @@ class Peer:
         if entry is None:
             self._reply_error(msg, ErrorCode.METHOD_NOT_FOUND, f"method not found: {method!r}")
             return
-        args, kwargs = _arguments(msg.data)
+        args, kwargs = entry.arguments(msg.data)
         if entry.signature is not None:
             try:
                 entry.signature.bind(*args, **kwargs)

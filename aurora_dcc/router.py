@@ -73,10 +73,12 @@ class PluginRouter:
         self._lock = threading.Lock()
         self._plugins: dict[str, list[str]] = {}  # plugin name -> its full method names
 
-    def register(self, plugin: str, handlers: object) -> list[str]:
+    def register(self, plugin: str, handlers: object, *, raw: bool = False) -> list[str]:
         """Serve ``handlers`` (mapping or object) as plugin ``plugin``; returns the method names.
 
         Registering a name again replaces that plugin's methods in one change.
+        ``raw=True`` registers them as raw handlers (``fn(data)``; for a plugin
+        that forwards its requests to another process).
         """
         if not isinstance(plugin, str) or not plugin or SEPARATOR in plugin:
             raise ValueError(f"a plugin name is a non-empty string without ':', not {plugin!r}")
@@ -89,7 +91,8 @@ class PluginRouter:
         named = {f"{plugin}{SEPARATOR}{method}": fn for method, fn in methods.items()}
         with self._lock:
             old = self._plugins.get(plugin, [])
-            self.registry.update(named, remove=[name for name in old if name not in named])
+            stale = [name for name in old if name not in named]
+            self.registry.update(named, remove=stale, raw=raw)
             self._plugins[plugin] = sorted(named)
         return sorted(named)
 

@@ -69,6 +69,20 @@ def test_params_object_array_and_scalar(peers: tuple[Peer, Peer]) -> None:
     assert client.request("double", "ab") == "abab"
 
 
+def test_raw_handlers_get_data_as_it_is(peers: tuple[Peer, Peer]) -> None:
+    server, client = peers
+    seen: list[Any] = []
+
+    @server.handler("proxy", raw=True)
+    def proxy(data: Any) -> Any:
+        seen.append(data)
+        return data
+
+    for data in ({"a": 1}, [1, 2], "x", None):
+        client.request("proxy", data)
+    assert seen == [{"a": 1}, [1, 2], "x", {}]  # absent data is {} (PROTOCOL.md)
+
+
 def test_unknown_method_is_32601(peers: tuple[Peer, Peer]) -> None:
     exc = call_error(peers[1].request, "scene.nope")
     assert exc.code == ErrorCode.METHOD_NOT_FOUND
@@ -415,6 +429,20 @@ def test_announce_and_re_announce_when_handlers_change(peers: tuple[Peer, Peer])
     # Each change sent a ready; the last one is what the client ends up with.
     client.ping()  # everything the server sent before the pong has been handled
     assert client.remote_handlers == ["scene.save"]
+
+
+def test_on_ready_hears_every_announcement(peers: tuple[Peer, Peer]) -> None:
+    server, client = peers
+    heard: list[list[str]] = []
+    stop = client.on_ready(lambda info: heard.append(info["handlers"]))
+    server.announce()
+    server.register("a", lambda: None)
+    client.ping()  # both readys were handled before the pong
+    assert heard == [[], ["a"]]
+    stop()
+    server.register("b", lambda: None)
+    client.ping()
+    assert heard == [[], ["a"]] and client.remote_handlers == ["a", "b"]
 
 
 def test_no_ready_before_the_session_started(

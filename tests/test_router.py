@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -128,6 +129,27 @@ def test_plugins_emit_namespaced_events_through_the_router(
     assert client.request("exporter:run") == "ok"
     assert done.wait(WAIT)
     assert seen == [("exporter:progress", {"pct": 50}), ("exporter:done", {})]
+
+
+def test_a_forwarding_plugin_proxies_to_another_peer(
+    setup: tuple[PluginRouter, Peer, Peer],
+) -> None:
+    # A plugin served by another process (here: another Peer): the router's
+    # methods forward the request data unchanged, whatever its shape.
+    router, _, client = setup
+    a, b = ThreadChannel.pair("plugin-process")
+    try:
+        plugin_side, host_side = Peer(a), Peer(b)
+        plugin_side.register("scale", lambda x, factor=2: x * factor)
+        forward = {method: functools.partial(host_side.request, method) for method in ["scale"]}
+        router.register("remote", forward, raw=True)
+        assert client.request("remote:scale", {"x": 3, "factor": 5}) == 15
+        assert client.request("remote:scale", [4]) == 8
+        with pytest.raises(IpcCallError) as info:
+            client.request("remote:scale", {"y": 1})
+        assert info.value.code == ErrorCode.INVALID_PARAMS  # the plugin's answer, passed on
+    finally:
+        a.shutdown()
 
 
 def test_bad_plugins_are_refused_with_a_clear_error() -> None:
