@@ -30,6 +30,8 @@ from .errors import (
 )
 from .message import IpcMessage, IpcMessageType, new_message_id
 from .metrics import IpcChannelMetrics, MetricsSnapshot
+from .peer import HandlerRegistry, IpcCallError, Peer
+from .router import PluginRouter
 from .shutdown import OperationGuard, ShutdownState
 from .thread_channel import ThreadChannel
 
@@ -41,6 +43,8 @@ __all__ = [
     "ChannelTimeout",
     "Disconnected",
     "ErrorCode",
+    "HandlerRegistry",
+    "IpcCallError",
     "IpcChannel",
     "IpcChannelError",
     "IpcChannelMetrics",
@@ -51,6 +55,8 @@ __all__ = [
     "MessageTooLarge",
     "MetricsSnapshot",
     "OperationGuard",
+    "Peer",
+    "PluginRouter",
     "ReceiveFailed",
     "SendFailed",
     "SerializationError",
