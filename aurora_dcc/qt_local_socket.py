@@ -61,6 +61,8 @@ _POLL_MS = 2
 """Poll interval of a Qt-thread wait that cannot rely on a signal to wake it (see _Waiter)."""
 _CLOSE_GRACE_MS = 2000
 """How long a closing socket may take to write what is still buffered before it is aborted."""
+_READ_BUFFER_SIZE = 1024 * 1024
+"""Qt's read buffer per socket; everything in it is taken on each ``readyRead``."""
 
 
 def _require_app() -> None:
@@ -211,12 +213,17 @@ class QtLocalSocketChannel(IpcChannel):
         max_frame: int = DEFAULT_MAX_FRAME,
         peer_name: Optional[str] = None,
         handlers: Optional[Callable[[], list[str]]] = None,
+        capacity: int = 10_000,
         on_established: Optional[Callable[[QtLocalSocketChannel], None]] = None,
         on_closed: Optional[Callable[[QtLocalSocketChannel], None]] = None,
     ) -> None:
         """Wrap a connected ``socket``; use :meth:`connect` or a server instead."""
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, not {capacity}")
         super().__init__(name)
         self._socket = socket
+        self._capacity = capacity
+        self._paused = False  # the inbox is full: bytes stay in the socket (backpressure)
         self._session = StreamSession(
             server=server,
             token=token,
@@ -236,6 +243,9 @@ class QtLocalSocketChannel(IpcChannel):
         self._reading = 0  # depth of our readyRead slot: Qt does not re-emit it meanwhile
         self._closed = False
         self._state.on_shutdown(self._on_shutdown)
+        # Bounded, so that while reading is paused Qt stops reading too and the
+        # sender is held back by the OS socket buffers instead of our memory.
+        socket.setReadBufferSize(_READ_BUFFER_SIZE)
         socket.readyRead.connect(self._on_ready_read)
         socket.disconnected.connect(self._on_disconnected)
         local_socket_error_signal(socket).connect(self._on_error)
@@ -252,6 +262,7 @@ class QtLocalSocketChannel(IpcChannel):
         *,
         max_frame: int = DEFAULT_MAX_FRAME,
         peer_name: Optional[str] = None,
+        capacity: int = 10_000,
     ) -> QtLocalSocketChannel:
         """Connect to the server of channel ``name`` and open the session.
 
@@ -269,7 +280,9 @@ class QtLocalSocketChannel(IpcChannel):
         address = resolve_address(name)
         for attempt in itertools.count():
             try:
-                return cls._connect_once(name, address, token, timeout, max_frame, peer_name)
+                return cls._connect_once(
+                    name, address, token, timeout, max_frame, peer_name, capacity
+                )
             except Disconnected:
                 if attempt >= len(delays):
                     raise
@@ -286,6 +299,7 @@ class QtLocalSocketChannel(IpcChannel):
         timeout: float,
         max_frame: int,
         peer_name: Optional[str],
+        capacity: int,
     ) -> QtLocalSocketChannel:
         deadline = time.monotonic() + timeout
         socket = QLocalSocket()
@@ -297,7 +311,13 @@ class QtLocalSocketChannel(IpcChannel):
             socket.deleteLater()
             raise Disconnected(f"cannot connect to channel {name!r} at {address!r}: {reason}")
         channel = cls(
-            socket, name, server=False, token=token, max_frame=max_frame, peer_name=peer_name
+            socket,
+            name,
+            server=False,
+            token=token,
+            max_frame=max_frame,
+            peer_name=peer_name,
+            capacity=capacity,
         )
         session = channel._session
         session.start()
@@ -396,16 +416,26 @@ class QtLocalSocketChannel(IpcChannel):
             return msg
         inbox = self._inbox
         self._waiter.wait(lambda: bool(inbox) or self._closed, timeout, self._poll_for())
-        msg = self.try_receive()
+        msg = self.try_receive()  # raises Disconnected once closed and empty
         if msg is not None:
             return msg
-        if self._closed:
-            raise Disconnected(f"channel {self._name!r} is closed")
         raise ChannelTimeout(f"channel {self._name!r}: no message within {timeout}s")
 
     def try_receive(self) -> Optional[IpcMessage]:
+        """The next message if one is waiting, else ``None``; ``Disconnected`` once closed."""
+        inbox = self._inbox
         with self._waiter.cond:
-            return self._inbox.popleft() if self._inbox else None
+            if not inbox:
+                if self._closed:
+                    raise Disconnected(f"channel {self._name!r} is closed")
+                return None
+            msg = inbox.popleft()
+            resume = self._paused and len(inbox) <= self._capacity // 2
+            if resume:
+                self._paused = False
+        if resume:
+            self._invoker.call_soon(self._on_ready_read)
+        return msg
 
     def _queue_length(self) -> int:
         return len(self._inbox)
@@ -429,12 +459,17 @@ class QtLocalSocketChannel(IpcChannel):
             self._invoker.call_soon(self._drain_inbox_to_handlers)
 
     def _drain_inbox_to_handlers(self) -> None:
-        if not self._handlers:
-            return
+        if self._handlers and self._inbox:
+            self._deliver([])
+
+    def _take_inbox(self) -> list[IpcMessage]:
         with self._waiter.cond:
             messages = list(self._inbox)
             self._inbox.clear()
-        self._deliver(messages)
+            resume, self._paused = self._paused, False
+        if resume:
+            self._invoker.call_soon(self._on_ready_read)
+        return messages
 
     # -- the Qt side: signals --------------------------------------------------
 
@@ -447,9 +482,9 @@ class QtLocalSocketChannel(IpcChannel):
         if is_alive(self._socket):
             self._socket.flush()  # one write for every reply of this batch
 
-    def _read_available(self) -> None:
+    def _read_available(self, force: bool = False) -> None:
         socket = self._socket
-        if not is_alive(socket) or not socket.bytesAvailable():
+        if (self._paused and not force) or not is_alive(socket) or not socket.bytesAvailable():
             return
         data = socket.readAll().data()
         session = self._session
@@ -471,12 +506,17 @@ class QtLocalSocketChannel(IpcChannel):
 
     def _deliver(self, messages: list[IpcMessage]) -> None:
         if not self._handlers:
+            inbox = self._inbox
             with self._waiter.cond:
-                self._inbox.extend(messages)
-                self.metrics.observe_queue_length(len(self._inbox))
+                inbox.extend(messages)
+                self.metrics.observe_queue_length(len(inbox))
+                if len(inbox) >= self._capacity:
+                    self._paused = True  # resumed once receive() has taken half
             self._waiter.wake()
             return
         pending = self._pending
+        if self._inbox:  # what came before the first handler goes first
+            pending.extend(self._take_inbox())
         pending.extend(messages)
         # A handler may wait (nested loop) and read more, which lands in ``pending``
         # behind the rest of this batch: order is kept.
@@ -493,7 +533,7 @@ class QtLocalSocketChannel(IpcChannel):
 
     def _on_disconnected(self) -> None:
         if not self._closed:
-            self._read_available()  # whatever arrived before the hang-up
+            self._read_available(force=True)  # whatever arrived before the hang-up
         self._mark_closed()
         if is_alive(self._socket):
             self._socket.deleteLater()
@@ -536,6 +576,7 @@ class QtLocalSocketChannel(IpcChannel):
         socket = self._socket
         if not is_alive(socket) or socket.state() == _UNCONNECTED:
             return
+        socket.flush()  # writes what it can now, without blocking
         if socket.bytesToWrite() == 0:
             socket.abort()
             return
@@ -601,8 +642,10 @@ class QtLocalSocketServer(IpcServer):
         handlers: Optional[list[str]] = None,
         peer_name: Optional[str] = None,
         handshake_timeout: Optional[float] = 10.0,
+        capacity: int = 10_000,
     ) -> None:
         _require_app()
+        self._capacity = capacity
         self._name = name
         self._handshake_timeout = handshake_timeout
         self._token = token
@@ -694,6 +737,7 @@ class QtLocalSocketServer(IpcServer):
                 max_frame=self._max_frame,
                 peer_name=self._peer_name,
                 handlers=self._announced_handlers,
+                capacity=self._capacity,
                 on_established=self._on_established,
                 on_closed=self._on_connection_closed,
             )

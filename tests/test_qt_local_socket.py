@@ -457,3 +457,33 @@ def test_metrics_per_connection_and_server(qtbot: Any, make_server: Any) -> None
     assert client_snap.messages_sent == 10 and client_snap.messages_received == 11
     assert client_snap.bytes_sent > 0 and conn_snap.bytes_received > client_snap.bytes_sent
     assert server.metrics.snapshot().queue_length == 1  # established, not yet accept()ed
+
+
+def test_unread_inbox_holds_the_sender_back(qtbot: Any, make_server: Any) -> None:
+    """Nobody receives: the connection stops reading at ``capacity`` instead of growing."""
+    capacity, total, pad = 50, 2000, "x" * 10_000
+    server = make_server(capacity=capacity)
+    sent: list[int] = []
+
+    def flood() -> None:
+        raw, _ = raw_hello(server.name)
+        with raw:
+            for i in range(total):
+                raw.send({"type": "event", "event": "big", "data": {"i": i, "pad": pad}})
+                sent.append(i)
+            raw.recv(timeout=30.0)  # stay connected until the test says goodbye
+
+    thread = threading.Thread(target=flood, daemon=True)
+    thread.start()
+    conn = server.accept(timeout=5.0)
+    qtbot.waitUntil(lambda: conn.metrics.snapshot().queue_length >= capacity, timeout=5000)
+    qtbot.wait(300)  # time in which an unbounded reader would take in everything
+    # One read (Qt's 1 MiB buffer) holds about 100 of these frames.
+    bound = capacity + 110
+    assert conn.metrics.snapshot().queue_length <= bound
+    assert len(sent) < total  # the sender is held back by the full socket
+    received = [conn.receive(timeout=5.0).data["i"] for _ in range(total)]
+    assert received == list(range(total))
+    assert conn.metrics.snapshot().peak_queue_length <= bound
+    conn.emit("bye.now")
+    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=5000)
