@@ -65,7 +65,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterable, Mapping
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Generic, Optional, TypeVar
 
 from .channel import IpcChannel
 from .errors import (
@@ -83,6 +83,7 @@ __all__ = ["EventHandler", "HandlerRegistry", "IpcCallError", "Peer"]
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+S = TypeVar("S")
 EventHandler = Callable[[str, Any], None]
 """An event subscriber: ``handler(event_name, data)``."""
 
@@ -142,6 +143,27 @@ class IpcCallError(IpcChannelError):
 # -- handlers --------------------------------------------------------------
 
 
+class _Subscribers(Generic[S]):
+    """Subscribers in a copy-on-write tuple: read ``items`` without a lock, from any thread."""
+
+    __slots__ = ("_lock", "items")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.items: tuple[S, ...] = ()
+
+    def add(self, item: S) -> Callable[[], None]:
+        """Add ``item``; returns the function that removes it again."""
+        with self._lock:
+            self.items = (*self.items, item)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self.items = tuple(i for i in self.items if i is not item)
+
+        return unsubscribe
+
+
 class _Handler:
     """A registered callable, its signature (``None``: nothing to check), and whether raw."""
 
@@ -189,7 +211,7 @@ class HandlerRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._handlers: dict[str, _Handler] = {}
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: _Subscribers[Callable[[], None]] = _Subscribers()
 
     def register(self, name: str, fn: F, *, raw: bool = False) -> F:
         """Serve ``name`` with ``fn`` (replacing any previous handler); returns ``fn``.
@@ -230,9 +252,8 @@ class HandlerRegistry:
         with self._lock:
             removed = [name for name in remove if self._handlers.pop(name, None) is not None]
             self._handlers.update(entries)
-            listeners = tuple(self._listeners)
         if entries or removed:
-            for listener in listeners:
+            for listener in self._listeners.items:
                 try:
                     listener()
                 except Exception:
@@ -253,15 +274,7 @@ class HandlerRegistry:
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener()`` after every change; returns an unsubscribe function."""
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
+        return self._listeners.add(listener)
 
     def __contains__(self, name: object) -> bool:
         return name in self._handlers
@@ -409,11 +422,11 @@ class Peer:
         """Data of the other side's latest ``ready`` (or ``hello``)."""
         self._lock = threading.Lock()
         self._pending: dict[str, _Call] = {}
-        self._subscribers: tuple[tuple[str, bool, EventHandler], ...] = ()
+        self._subscribers: _Subscribers[tuple[str, bool, EventHandler]] = _Subscribers()
         self._closed: Optional[str] = None  # why new requests fail with -32002
         self._session_started = session_started
         self._ready = threading.Event()
-        self._ready_handlers: tuple[Callable[[dict[str, Any]], None], ...] = ()
+        self._ready_handlers: _Subscribers[Callable[[dict[str, Any]], None]] = _Subscribers()
         self._delivering = threading.local()  # .active: a handler runs inside delivery
         self._unsubscribe_registry = self.registry.subscribe(self._handlers_changed)
         self._unsubscribe_channel = channel.on_message(self._on_message)
@@ -575,15 +588,7 @@ class Peer:
         ``pattern`` is an event name or an fnmatch-style pattern: ``*`` matches
         any run of characters, dots included (``"selection.*"``, ``"*"``).
         """
-        entry = (pattern, any(c in pattern for c in "*?["), handler)
-        with self._lock:
-            self._subscribers = (*self._subscribers, entry)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._subscribers = tuple(s for s in self._subscribers if s is not entry)
-
-        return unsubscribe
+        return self._subscribers.add((pattern, any(c in pattern for c in "*?["), handler))
 
     @property
     def remote_handlers(self) -> list[str]:
@@ -597,14 +602,7 @@ class Peer:
         ``info`` is its data (``peer``, ``handlers``, ...): the first announcement
         and every change of its handler list.
         """
-        with self._lock:
-            self._ready_handlers = (*self._ready_handlers, handler)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._ready_handlers = tuple(h for h in self._ready_handlers if h is not handler)
-
-        return unsubscribe
+        return self._ready_handlers.add(handler)
 
     def wait_ready(self, timeout: Optional[float] = None) -> bool:
         """Wait for the other side's ``ready``; True once one has arrived."""
@@ -652,7 +650,7 @@ class Peer:
             local.active = False
 
     def _on_ready(self, msg: IpcMessage) -> None:
-        for handler in self._ready_handlers:
+        for handler in self._ready_handlers.items:
             try:
                 handler(self.remote_info)
             except Exception:
@@ -688,7 +686,7 @@ class Peer:
 
     def _on_event(self, msg: IpcMessage) -> None:
         event = msg.event or ""
-        for pattern, wildcard, handler in self._subscribers:
+        for pattern, wildcard, handler in self._subscribers.items:
             if pattern == event or (wildcard and fnmatch.fnmatchcase(event, pattern)):
                 try:
                     handler(event, msg.data)
