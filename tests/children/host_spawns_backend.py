@@ -2,7 +2,7 @@
 
 Usage: python host_spawns_backend.py MODE KILL_WITH_HOST(0|1)
 
-Prints the backend's pid on a line of stdout once it is ready, then waits for
+Prints ``backend pid <pid>`` on stdout once it is ready, then waits for
 stdin to close (the test SIGKILLs it instead).
 """
 
@@ -21,7 +21,7 @@ def main() -> int:
         mode=sys.argv[1],
         kill_with_host=sys.argv[2] == "1",
     )
-    sys.stdout.write(f"{backend.pid}\n")
+    sys.stdout.write(f"backend pid {backend.pid}\n")
     sys.stdout.flush()
     sys.stdin.read()
     return 0
