@@ -167,7 +167,10 @@ class _Subscribers(Generic[S]):
 class _Handler:
     """A registered callable, its signature (``None``: nothing to check), and whether raw."""
 
-    __slots__ = ("fn", "raw", "signature")
+    __slots__ = ("_fits", "fn", "raw", "signature")
+
+    MAX_SHAPES = 64
+    """Argument shapes remembered as fitting the signature (bounded: names come from peers)."""
 
     def __init__(self, fn: Callable[..., Any], raw: bool) -> None:
         if not callable(fn):
@@ -175,9 +178,25 @@ class _Handler:
         self.fn = fn
         self.raw = raw
         self.signature: Optional[inspect.Signature] = None
+        self._fits: set[tuple[int, frozenset[str]]] = set()
         if not raw:
             with contextlib.suppress(TypeError, ValueError):  # some builtins have none
                 self.signature = inspect.signature(fn)
+
+    def check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise ``TypeError`` if the handler cannot take these arguments.
+
+        Whether arguments bind depends only on their count and keyword names,
+        so shapes that fitted once are remembered and not bound again.
+        """
+        if self.signature is None:
+            return
+        shape = (len(args), frozenset(kwargs))
+        if shape in self._fits:
+            return
+        self.signature.bind(*args, **kwargs)
+        if len(self._fits) < self.MAX_SHAPES:
+            self._fits.add(shape)
 
     def arguments(self, data: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """A request's ``data`` as call arguments (see the module docstring)."""
@@ -702,14 +721,12 @@ class Peer:
             self._reply_error(msg, ErrorCode.METHOD_NOT_FOUND, f"method not found: {method!r}")
             return
         args, kwargs = entry.arguments(msg.data)
-        if entry.signature is not None:
-            try:
-                entry.signature.bind(*args, **kwargs)
-            except TypeError as exc:
-                self._reply_error(
-                    msg, ErrorCode.INVALID_PARAMS, f"invalid params for {method!r}: {exc}"
-                )
-                return
+        try:
+            entry.check(args, kwargs)
+        except TypeError as exc:
+            message = f"invalid params for {method!r}: {exc}"
+            self._reply_error(msg, ErrorCode.INVALID_PARAMS, message)
+            return
         try:
             guard = self.channel.shutdown_state.begin_operation()
         except ShuttingDown:

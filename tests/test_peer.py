@@ -96,10 +96,11 @@ def test_params_the_handler_cannot_take_are_32602_and_it_is_not_called(
     server, client = peers
     calls: list[object] = []
     server.register("one", lambda x: calls.append(x))
-    for data in ({"y": 1}, {}, [1, 2]):
+    for data in ({"y": 1}, {}, [1, 2], {"x": 1, "y": 2}):
         exc = call_error(client.request, "one", data)
         assert exc.code == ErrorCode.INVALID_PARAMS, data
-    assert calls == []
+        client.request("one", {"x": data})  # a shape that fits does not let others through
+    assert calls == [{"y": 1}, {}, [1, 2], {"x": 1, "y": 2}]
 
 
 def test_handler_exception_is_32603_with_type_and_traceback(peers: tuple[Peer, Peer]) -> None:
