@@ -112,6 +112,51 @@ class _Invoker(QtCore.QObject):
         return True
 
 
+class _LocalLoop:
+    """A ``QEventLoop`` with its timeout and poll timers, made once and reused.
+
+    Creating the loop and timers and connecting their signals cost more than
+    the rest of a round trip, so a waiter keeps them between waits.
+    """
+
+    def __init__(self) -> None:
+        self.loop = QtCore.QEventLoop()
+        self.timer = QtCore.QTimer()
+        self.timer.setSingleShot(True)
+        self.timer.timeout.connect(self._on_timeout)
+        self.poller = QtCore.QTimer()
+        self.poller.timeout.connect(self._on_poll)
+        self.timed_out = False
+        self.done: Callable[[], bool] = _never
+        self.poll: Callable[[], None] = _nothing
+
+    def run(
+        self, done: Callable[[], bool], timeout: Optional[float], poll: Optional[Callable[[], None]]
+    ) -> None:
+        self.done, self.timed_out = done, False
+        if timeout is not None:
+            self.timer.start(_ms(timeout))
+        if poll is not None:
+            self.poll = poll
+            self.poller.start(_POLL_MS)
+        try:
+            while not done() and not self.timed_out:
+                self.loop.exec()
+        finally:
+            self.timer.stop()
+            self.poller.stop()
+            self.done, self.poll = _never, _nothing
+
+    def _on_timeout(self) -> None:
+        self.timed_out = True
+        self.loop.quit()
+
+    def _on_poll(self) -> None:
+        self.poll()
+        if self.done():
+            self.loop.quit()
+
+
 class _Waiter:
     """Blocks a caller until ``done()`` holds, without stalling the owner thread's Qt loop.
 
@@ -125,7 +170,8 @@ class _Waiter:
     def __init__(self, owner: int) -> None:
         self.owner = owner
         self.cond = threading.Condition()
-        self._loops: list[Any] = []
+        self._running: list[_LocalLoop] = []
+        self._spare: list[_LocalLoop] = []  # waits nest, so there may be several
 
     def wait(
         self,
@@ -138,53 +184,25 @@ class _Waiter:
         if threading.get_ident() != self.owner:
             with self.cond:
                 return self.cond.wait_for(done, timeout)
-        loop = QtCore.QEventLoop()
-        timed_out = False
-
-        def on_timeout() -> None:
-            nonlocal timed_out
-            timed_out = True
-            loop.quit()
-
-        timer = None
-        if timeout is not None:
-            timer = QtCore.QTimer()
-            timer.setSingleShot(True)
-            timer.timeout.connect(on_timeout)
-            timer.start(max(0, int(timeout * 1000)))
-        poller = None
-        if poll is not None:
-
-            def on_poll() -> None:
-                poll()
-                if done():
-                    loop.quit()
-
-            poller = QtCore.QTimer()
-            poller.timeout.connect(on_poll)
-            poller.start(_POLL_MS)
-        self._loops.append(loop)
+        local = self._spare.pop() if self._spare else _LocalLoop()
+        self._running.append(local)
         try:
-            while not done() and not timed_out:
-                loop.exec()
+            local.run(done, timeout, poll)
         finally:
-            self._loops.remove(loop)
-            if timer is not None:
-                timer.stop()
-            if poller is not None:
-                poller.stop()
+            self._running.remove(local)
+            self._spare.append(local)
         return done()
 
     @property
     def waiting(self) -> bool:
-        return bool(self._loops)
+        return bool(self._running)
 
     def wake(self) -> None:
         """Re-check waiters (call on the owner thread after a state change)."""
         with self.cond:
             self.cond.notify_all()
-        for loop in self._loops:
-            loop.quit()
+        for local in self._running:
+            local.loop.quit()
 
 
 class QtLocalSocketChannel(IpcChannel):
@@ -366,9 +384,11 @@ class QtLocalSocketChannel(IpcChannel):
         if self._closed:
             raise Disconnected(f"channel {self._name!r} is closed: message not sent")
         if threading.get_ident() == self._waiter.owner:
-            self._write(frame)
+            socket = self._socket
+            if socket.write(frame) < 0:
+                raise SendFailed(f"channel {self._name!r}: write failed: {socket.errorString()}")
             if not self._reading:
-                self._socket.flush()  # nothing else will flush before the loop runs again
+                socket.flush()  # else our readyRead slot flushes every reply of its batch at once
             self.metrics.record_sent(len(frame))
             return
         with self._outgoing_lock:
@@ -479,8 +499,9 @@ class QtLocalSocketChannel(IpcChannel):
             self._read_available()
         finally:
             self._reading -= 1
-        if is_alive(self._socket):
-            self._socket.flush()  # one write for every reply of this batch
+        socket = self._socket
+        if is_alive(socket) and socket.bytesToWrite():
+            socket.flush()  # one write for every reply of this batch
 
     def _read_available(self, force: bool = False) -> None:
         socket = self._socket
@@ -603,8 +624,17 @@ def _nothing() -> None:
     pass
 
 
+def _never() -> bool:
+    return False
+
+
+def _ms(seconds: float) -> int:
+    """``seconds`` as a Qt timer interval (a C int of milliseconds)."""
+    return min(max(0, int(seconds * 1000)), 2**31 - 1)
+
+
 def _ms_left(deadline: float) -> int:
-    return max(0, int((deadline - time.monotonic()) * 1000))
+    return _ms(deadline - time.monotonic())
 
 
 def _sleep_in_loop(seconds: float) -> None:
