@@ -487,3 +487,37 @@ def test_unread_inbox_holds_the_sender_back(qtbot: Any, make_server: Any) -> Non
     assert conn.metrics.snapshot().peak_queue_length <= bound
     conn.emit("bye.now")
     qtbot.waitUntil(lambda: not thread.is_alive(), timeout=5000)
+
+
+def test_worker_threads_make_requests_through_a_qt_client(qtbot: Any, make_server: Any) -> None:
+    """Sends from other threads are handed to the Qt thread; their waits do not touch Qt."""
+    server = make_server()
+    server.on_connection(lambda conn: Peer(conn).register("square", lambda x: x * x))
+    client = Peer(QtLocalSocketChannel.connect(server.name))
+    results: dict[int, list[int]] = {}
+
+    def worker(k: int) -> None:
+        results[k] = [client.request("square", [k * 100 + i], timeout=5.0) for i in range(100)]
+
+    workers = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for thread in workers:
+        thread.start()
+    qtbot.waitUntil(lambda: not any(t.is_alive() for t in workers), timeout=20000)
+    assert results == {k: [(k * 100 + i) ** 2 for i in range(100)] for k in range(4)}
+
+
+def test_messages_before_the_first_handler_reach_it_first_and_in_order(
+    qtbot: Any, make_server: Any
+) -> None:
+    server = make_server()
+    client = QtLocalSocketChannel.connect(server.name)
+    conn = server.accept(timeout=5.0)
+    for i in range(5):
+        client.emit("early", i)
+    qtbot.waitUntil(lambda: conn.metrics.snapshot().queue_length == 5, timeout=5000)
+    seen: list[Any] = []
+    conn.on_message(lambda msg: seen.append(msg.data))
+    for i in range(5, 10):
+        client.emit("late", i)
+    qtbot.waitUntil(lambda: len(seen) == 10, timeout=5000)
+    assert seen == list(range(10))
