@@ -29,7 +29,14 @@ from .server import IpcServer
 from .session import ENV_CHANNEL, ENV_MODE, ENV_PACKED, ENV_TOKEN
 from .thread_channel import ThreadChannel
 
-__all__ = ["IpcChannelFactory", "IpcMode", "auto_detect", "create_for_context", "is_packed"]
+__all__ = [
+    "IpcChannelFactory",
+    "IpcMode",
+    "auto_detect",
+    "create_for_context",
+    "is_packed",
+    "qt_app_exists",
+]
 
 DEFAULT_NAME = "aurora"
 CONNECT_RETRY = RetryPolicy(attempts=8, initial_delay=0.05, max_delay=0.5)
@@ -190,14 +197,14 @@ def create_for_context(
         )
     if env.get(ENV_MODE, "").strip():
         return IpcChannelFactory.create(mode, name, timeout=timeout)
-    if _qt_app_exists():
+    if qt_app_exists():
         from .dcc_channel import DccIpcChannel
 
         return DccIpcChannel(name)
     return ThreadChannel(name)
 
 
-def _qt_app_exists() -> bool:
+def qt_app_exists() -> bool:
     """True if a ``QCoreApplication`` exists; never the first to import Qt."""
     if not any(binding in sys.modules for binding in ("PySide6", "PySide2", "PyQt5", "PyQt6")):
         return False

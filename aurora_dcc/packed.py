@@ -540,11 +540,17 @@ class BackendHandle:
         return self._tee.tail()
 
     def wait(self, timeout: Optional[float] = None) -> int:
-        """Wait for the backend to exit; its exit code. Raises ``ChannelTimeout``."""
+        """Wait for the backend to exit and for what it sent to be delivered; its exit code.
+
+        Raises ``ChannelTimeout`` if it still runs after ``timeout`` seconds.
+        """
         try:
-            return self.process.wait(timeout)
+            returncode = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             raise ChannelTimeout(f"backend {self.argv[0]!r} still runs after {timeout}s") from None
+        if self._watcher is not threading.current_thread():
+            self._watcher.join(5.0)  # bounded: the watcher gives the channel 2s to drain
+        return returncode
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         """Close the connection, give the backend ``timeout`` seconds to exit, then end it.
