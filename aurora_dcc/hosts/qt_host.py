@@ -1,0 +1,160 @@
+"""``QtHost``: an aurora_dcc server inside a running Qt application.
+
+Every Qt-based DCC (Maya, Houdini, Nuke, 3ds Max) hosts aurora_dcc the same
+way: a ``QtLocalSocketServer`` on the application's event loop (so request
+handlers run on the main thread, where DCC APIs may be called), an
+``RpcServer`` serving one handler registry to every client, and a
+``DccIpcChannel`` for work that arrives on other threads (subprocess plugins,
+workers). The host closes itself when the application quits.
+
+Usage (in Maya's ``userSetup.py`` or a shelf button)::
+
+    from aurora_dcc.hosts.qt_host import start_host
+    host = start_host(peer_name="maya-2025")    # idempotent: one host per process
+
+    @host.handler("scene.info")
+    def scene_info():
+        return {"nodes": len(cmds.ls())}         # runs on Maya's main thread
+
+    host.emit("selection.changed", {"nodes": cmds.ls(selection=True)})
+
+External tools then connect to ``host.name`` (also put in
+``AURORAVIEW_IPC_CHANNEL`` for processes the DCC starts).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Optional, Union
+
+from ..dcc_channel import DccIpcChannel
+from ..factory import IpcMode
+from ..packed import BackendHandle, Command, spawn_backend
+from ..peer import F, HandlerRegistry
+from ..qt_compat import app_instance
+from ..qt_local_socket import QtLocalSocketServer
+from ..rpc_server import RpcServer
+from ..session import ENV_CHANNEL, ENV_MODE, ENV_TOKEN
+
+__all__ = ["QtHost", "current_host", "start_host", "stop_host"]
+
+log = logging.getLogger(__name__)
+
+
+class QtHost:
+    """Server, RPC and main-thread channel of one Qt application (see module docstring).
+
+    ``name`` defaults to ``auroraview_<pid>``. With a ``token``, clients must
+    present it in ``hello``; it is exported with the name to child processes.
+    Requires a ``QCoreApplication`` (or ``QApplication``) to exist.
+    """
+
+    def __init__(
+        self,
+        name: Optional[str] = None,
+        *,
+        token: Optional[str] = None,
+        peer_name: Optional[str] = None,
+        handlers: Optional[HandlerRegistry] = None,
+        export_env: bool = True,
+    ) -> None:
+        app = app_instance()
+        if app is None:
+            raise RuntimeError("QtHost needs a running QCoreApplication/QApplication; none exists")
+        self.name = name or f"auroraview_{os.getpid()}"
+        self.token = token
+        self.peer_name = peer_name or f"qt-host-{os.getpid()}"
+        self.server = QtLocalSocketServer(self.name, token=token, peer_name=self.peer_name)
+        self.rpc = RpcServer(self.server, handlers, name=self.peer_name)
+        self.main = DccIpcChannel(f"{self.name}.main")
+        self._backends: list[BackendHandle] = []
+        self._closed = False
+        app.aboutToQuit.connect(self.close)
+        if export_env:
+            os.environ[ENV_CHANNEL] = self.name
+            if token is not None:
+                os.environ[ENV_TOKEN] = token
+        log.info("aurora_dcc host %r listening at %s", self.peer_name, self.server.address)
+
+    @property
+    def registry(self) -> HandlerRegistry:
+        return self.rpc.registry
+
+    def handler(self, name: Optional[str] = None) -> Callable[[F], F]:
+        """Decorator: serve a request handler (it runs on the main thread)."""
+        return self.rpc.handler(name)
+
+    def register(self, name: str, fn: F) -> F:
+        return self.rpc.register(name, fn)
+
+    def emit(self, event: str, data: Any = None) -> None:
+        """Send an event to every connected client."""
+        self.rpc.emit(event, data)
+
+    def on(self, pattern: str, handler: Callable[[str, Any], None]) -> None:
+        """Subscribe to events from every client (``*`` wildcards)."""
+        self.rpc.on(pattern, handler)
+
+    def spawn_backend(
+        self, command: Command, *, mode: Union[IpcMode, str, None] = None, **options: Any
+    ) -> BackendHandle:
+        """Start a packed-mode backend that joins this host's server.
+
+        In legacy mode the backend talks over its own pipes instead. Backends
+        are stopped when the host closes.
+        """
+        if isinstance(mode, str):
+            mode = IpcMode.parse(mode)
+        if (mode or IpcMode.parse(os.environ.get(ENV_MODE, "local_socket"))) is IpcMode.LEGACY:
+            backend = spawn_backend(command, mode=mode, handlers=self.registry, **options)
+        else:
+            backend = spawn_backend(
+                command, mode=mode, server=self.rpc, token=self.token, **options
+            )
+        self._backends.append(backend)
+        return backend
+
+    def close(self) -> None:
+        """Stop backends, close every client and the server. Idempotent, never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        for backend in self._backends:
+            try:
+                backend.stop()
+            except Exception:
+                log.exception("stopping backend %r failed", backend)
+        self.rpc.close()
+        self.main.shutdown()
+        global _host
+        if _host is self:
+            _host = None
+
+    def __enter__(self) -> QtHost:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+_host: Optional[QtHost] = None
+
+
+def start_host(name: Optional[str] = None, **options: Any) -> QtHost:
+    """The process's host, started on first call (later calls return the same one)."""
+    global _host
+    if _host is None:
+        _host = QtHost(name, **options)
+    return _host
+
+
+def current_host() -> Optional[QtHost]:
+    """The running host, or None."""
+    return _host
+
+
+def stop_host() -> None:
+    """Close the process's host, if one runs."""
+    if _host is not None:
+        _host.close()
