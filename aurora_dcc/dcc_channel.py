@@ -53,6 +53,9 @@ T = TypeVar("T")
 
 _perf = time.perf_counter
 
+# Messages taken from the queue per lock hold while draining.
+_BATCH = 256
+
 # While the main thread waits in wait_event, how often it services the host's
 # own events when nothing arrives through the channel.
 _WAIT_SLICE = 0.005
@@ -124,6 +127,7 @@ class DccIpcChannel(IpcChannel):
         self.frame_budget = frame_budget
         self.shutdown_timeout = shutdown_timeout
         self._waker: Optional[Waker] = None
+        self._ready: deque[IpcMessage] = deque()  # taken from the queue, not yet dispatched
         self._calls: deque[_Call] = deque()
         self._calls_lock = threading.Lock()
         self._main_waiting = 0  # wait_event calls in progress on the main thread
@@ -169,13 +173,24 @@ class DccIpcChannel(IpcChannel):
 
     def receive(self, timeout: Optional[float] = None) -> IpcMessage:
         """The next queued message (for use without handlers)."""
-        return self._queue.receive(timeout)
+        msg = self._take_ready()
+        return msg if msg is not None else self._queue.receive(timeout)
 
     def try_receive(self) -> Optional[IpcMessage]:
-        return self._queue.try_receive()
+        msg = self._take_ready()
+        return msg if msg is not None else self._queue.try_receive()
+
+    def _take_ready(self) -> Optional[IpcMessage]:
+        """A message a drain took but did not dispatch (its handlers left), if any."""
+        if self._ready:
+            try:
+                return self._ready.popleft()
+            except IndexError:
+                pass
+        return None
 
     def _queue_length(self) -> int:
-        return self._queue._queue_length()
+        return len(self._ready) + self._queue._queue_length()
 
     def _handlers_changed(self) -> None:
         if self._handlers:
@@ -254,31 +269,49 @@ class DccIpcChannel(IpcChannel):
         """Main thread, on each wake: run calls, then dispatch until empty or out of budget."""
         if self._calls:
             self._run_calls()
-        if self._state.is_shutdown():
-            self._finish()
-            return
         handlers = self._handlers
         if not handlers:
+            if self._state.is_shutdown():
+                self._finish()
             return
         try:
-            guard = self._state.begin_operation()  # one per batch: the hot path
+            guard = self._state.begin_operation()  # one per drain: the hot path
         except ShuttingDown:
             self._finish()
             return
-        with guard:
-            pop = self._queue.try_receive
+        # Messages are taken from the queue in batches (one lock, one notify)
+        # into ``_ready``, and dispatched from there one by one: a drain nested
+        # in a handler (a modal dialog, wait_event) continues from the same
+        # place, so order holds, and the budget is checked between messages.
+        # After a handler, the way out is kept short: a thread waiting for that
+        # handler's reply needs the GIL back (a few us more cost a thread switch).
+        ready = self._ready
+        try:
+            take = self._queue.try_receive_many
+            queued = self._queue._queue_length
             dispatch = self._dispatch
             deadline = _perf() + self.frame_budget
             while handlers:
-                msg = pop()
-                if msg is None:
-                    return  # the next send finds the queue empty and wakes us
+                if not ready:
+                    batch = take(_BATCH)
+                    if not batch:
+                        return  # the next send finds the queue empty and wakes us
+                    ready.extend(batch)
+                try:
+                    msg = ready.popleft()
+                except IndexError:  # taken by a receive() on another thread
+                    continue
                 dispatch(msg)
                 if _perf() >= deadline:
                     break
+                if not ready and not queued():  # lock-free: a send to an empty queue wakes us
+                    return
             else:
                 return  # the last handler left; messages wait for receive()
-        self._wake()  # out of budget: let the event loop paint, then continue
+        finally:
+            guard.release()
+        if self._waker is not None:
+            self._waker.resume()  # out of budget: let the host paint, then continue
 
     def _run_calls(self) -> None:
         with self._calls_lock:
@@ -317,10 +350,9 @@ class DccIpcChannel(IpcChannel):
         self._finishing = True
         self._fail_calls()
         handlers = self._handlers
-        pop = self._queue.try_receive
         deadline = _perf() + self.shutdown_timeout
         while handlers and _perf() < deadline:
-            msg = pop()
+            msg = self.try_receive()
             if msg is None:
                 break
             self._dispatch(msg)

@@ -5,11 +5,18 @@ the application's thread; Qt delivers it there and the QObject runs the bound
 callback. ``DccIpcChannel`` uses one per channel, and asks for a wake only when
 its queue goes from empty to non-empty.
 
-Why ``postEvent`` and not a queued signal: bench/bench_main_thread.py measures
-both in the same run. A posted event was the faster round trip (no signal
-argument marshalling, no connection lookup: about 10-15 % less latency than a
-queued no-argument signal), and it is the one mechanism Qt documents as
-thread-safe for any receiver. A queued signal would work the same.
+Why these mechanisms (measured with bench/bench_main_thread.py, PySide6 6.11):
+
+* ``wake()`` (any thread) posts an event rather than emitting a queued signal:
+  the posted event was the faster round trip (p50 about 20 % below a queued
+  no-argument signal in the same run) and ``postEvent`` is documented
+  thread-safe for any receiver.
+* ``resume()`` (main thread, after a drain ran out of its time budget) starts
+  a zero-interval single-shot ``QTimer`` instead of posting another event:
+  with the glib event dispatcher (Qt's default on Linux) a stream of posted
+  events runs ahead of timers, and during a 100,000-message flood a 5 ms
+  ``QTimer`` then fired only about 20 times a second (gaps of ~65 ms); resumed
+  through a timer it kept gaps under ~20 ms, because due timers take turns.
 
 Usage::
 
@@ -79,6 +86,7 @@ class QtWaker(Waker):
         self._closed = False
         self._main_ident: Optional[int] = None
         self._quit_connected = False
+        self._resume_timer: Optional[QtCore.QTimer] = None
 
     def bind(self, callback: Callable[[], None], on_quit: Callable[[], None]) -> None:
         if self._receiver is not None:
@@ -94,6 +102,10 @@ class QtWaker(Waker):
         receiver = _WakeReceiver(first, on_quit)
         if receiver.thread() != self._app_thread:
             receiver.moveToThread(self._app_thread)
+        self._resume_timer = QtCore.QTimer(receiver)
+        self._resume_timer.setSingleShot(True)
+        self._resume_timer.setInterval(0)
+        self._resume_timer.timeout.connect(first)
         app = app_instance()
         if app is not None:
             app.aboutToQuit.connect(receiver.about_to_quit)
@@ -105,6 +117,10 @@ class QtWaker(Waker):
             if self._closed or self._receiver is None:
                 return
             QtCore.QCoreApplication.postEvent(self._receiver, QtCore.QEvent(_WAKE))
+
+    def resume(self) -> None:
+        if not self._closed and self._resume_timer is not None:
+            self._resume_timer.start()
 
     def on_main_thread(self) -> bool:
         if self._main_ident is not None:
@@ -129,4 +145,6 @@ class QtWaker(Waker):
             with contextlib.suppress(RuntimeError, TypeError):  # the app is being torn down
                 app.aboutToQuit.disconnect(receiver.about_to_quit)
         if self.on_main_thread():
+            if self._resume_timer is not None:
+                self._resume_timer.stop()
             receiver.deleteLater()

@@ -53,6 +53,15 @@ class Waker(ABC):
     def on_main_thread(self) -> bool:
         """True when called on the thread the callback runs on."""
 
+    def resume(self) -> None:
+        """Main thread: run the callback again once the host has had its turn.
+
+        Called when the callback ran out of its time budget with work left.
+        The host must first handle what is due (timers, input, painting);
+        ``wake()`` does when wakes are queued behind the host's own events.
+        """
+        self.wake()
+
     def process_events(self) -> None:  # noqa: B027 - optional hook
         """Let the host's event loop handle what is pending, once (main thread only).
 
