@@ -49,12 +49,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, Callable, Optional, Union
 
 from .channel import IpcChannel
 from .errors import ChannelTimeout, ErrorCode, IpcChannelError, ShuttingDown
-from .factory import IpcChannelFactory, IpcMode, auto_detect
+from .factory import IpcChannelFactory, IpcMode, auto_detect, qt_app_exists
 from .local_socket import LocalSocketChannelServer
 from .message import IpcMessage, IpcMessageType
 from .peer import DEFAULT_TIMEOUT, EventHandler, HandlerRegistry, IpcCallError, Peer
@@ -315,7 +316,9 @@ class BackendHandle:
         self.mode = mode
         self.name = name
         self.registry = registry
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._changed = threading.Event()  # connected, ready or exited: wait_ready re-checks
+        self._exited = threading.Event()
         self._peer: Optional[Peer] = None
         self._subscriptions: list[tuple[str, EventHandler]] = []
         self._rpc: Optional[RpcServer] = None
@@ -385,19 +388,17 @@ class BackendHandle:
         self._attach(peer)
 
     def _attach(self, peer: Peer) -> None:
-        with self._cond:
+        with self._lock:
             self._peer = peer
             subscriptions = list(self._subscriptions)
         for pattern, handler in subscriptions:
             peer.on(pattern, handler)
         peer.channel.on_message(self._notice_ready)
-        with self._cond:
-            self._cond.notify_all()  # a ready delivered before _notice_ready counts too
+        self._changed.set()  # a ready delivered before _notice_ready counts too
 
     def _notice_ready(self, msg: IpcMessage) -> None:
         if msg.type is IpcMessageType.READY:
-            with self._cond:
-                self._cond.notify_all()
+            self._changed.set()
 
     def _is_ready(self) -> bool:
         peer = self._peer
@@ -406,25 +407,31 @@ class BackendHandle:
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> bool:
         """Wait for the backend's ``ready``; False after ``timeout`` seconds.
 
-        Raises :class:`BackendError` if the backend exits first.
+        Raises :class:`BackendError` if the backend exits first. On the Qt
+        main thread the event loop keeps running meanwhile (a Qt server accepts
+        the backend's connection there).
         """
-        with self._cond:
-            ready = self._cond.wait_for(
-                lambda: self._is_ready() or self.process.poll() is not None, timeout
-            )
-        if self._is_ready():
-            return True
-        if ready:  # woken by the exit
-            self._tee.join(1.0)
-            raise BackendError(
-                f"backend {self.argv[0]!r} exited before it was ready",
-                returncode=self.process.returncode,
-                stderr_tail=self.stderr_tail,
-            )
-        return False
+        deadline = time.monotonic() + timeout
+        while True:
+            self._changed.clear()
+            if self._is_ready():
+                return True
+            if self._exited.is_set():
+                self._tee.join(1.0)
+                raise BackendError(
+                    f"backend {self.argv[0]!r} exited before it was ready",
+                    returncode=self.process.returncode,
+                    stderr_tail=self.stderr_tail,
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            _wait(self._changed, remaining)
 
     def _watch(self) -> None:
         returncode = self.process.wait()
+        self._exited.set()
+        self._changed.set()
         peer = self._peer
         if peer is not None:
             wait_closed(peer.channel, 2.0)  # take in what it sent before it exited
@@ -436,8 +443,6 @@ class BackendHandle:
             self.process.pid,
             returncode,
         )
-        with self._cond:
-            self._cond.notify_all()
         if peer is not None:
             peer.channel.shutdown()  # pending requests fail with -32002
         self._release()
@@ -504,13 +509,13 @@ class BackendHandle:
         May be called before the backend connects. Returns an unsubscribe function.
         """
         entry = (pattern, handler)
-        with self._cond:
+        with self._lock:
             self._subscriptions.append(entry)
             peer = self._peer
         unsubscribe_peer = peer.on(pattern, handler) if peer is not None else _nothing
 
         def unsubscribe() -> None:
-            with self._cond:
+            with self._lock:
                 if entry in self._subscriptions:
                     self._subscriptions.remove(entry)
             unsubscribe_peer()
@@ -544,10 +549,9 @@ class BackendHandle:
 
         Raises ``ChannelTimeout`` if it still runs after ``timeout`` seconds.
         """
-        try:
-            returncode = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise ChannelTimeout(f"backend {self.argv[0]!r} still runs after {timeout}s") from None
+        if not _wait(self._exited, timeout):
+            raise ChannelTimeout(f"backend {self.argv[0]!r} still runs after {timeout}s")
+        returncode = self.process.wait()
         if self._watcher is not threading.current_thread():
             self._watcher.join(5.0)  # bounded: the watcher gives the channel 2s to drain
         return returncode
@@ -563,9 +567,7 @@ class BackendHandle:
         if peer is not None:
             peer.channel.close()
         self._release()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
+        if not _wait(self._exited, timeout):
             log.warning("backend %s did not exit within %ss: terminating", self.argv[0], timeout)
             self.process.terminate()
             try:
@@ -590,6 +592,17 @@ class BackendHandle:
 
 def _nothing() -> None:
     pass
+
+
+def _wait(event: threading.Event, timeout: Optional[float]) -> bool:
+    """``event.wait(timeout)``; on the Qt main thread, with the event loop running meanwhile."""
+    if qt_app_exists():
+        from .dcc_channel import main_thread_channel
+        from .qt_compat import on_qt_main_thread
+
+        if on_qt_main_thread():
+            return main_thread_channel().wait_event(event, timeout)
+    return event.wait(timeout)
 
 
 def new_channel_name() -> str:

@@ -9,15 +9,17 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
 from aurora_dcc.errors import ErrorCode
 from aurora_dcc.packed import BackendError, BackendHandle, connect_backend, spawn_backend
 from aurora_dcc.peer import HandlerRegistry, IpcCallError
+from aurora_dcc.rpc_server import RpcServer
 
 CHILDREN = Path(__file__).parent / "children"
 MODES = ("local_socket", "legacy")
@@ -199,3 +201,30 @@ def test_backend_exits_when_its_host_is_killed(host_mode: str, kill_with_host: b
     finally:
         host.kill()
         host.wait()
+
+
+def test_a_qt_host_spawns_a_backend_on_its_own_server_from_the_main_thread(qtbot: Any) -> None:
+    from aurora_dcc.qt_local_socket import QtLocalSocketServer
+
+    token = "qt-host-token"
+    rpc = RpcServer(QtLocalSocketServer(f"aurora_qt_{uuid.uuid4().hex[:8]}", token=token))
+    served_on: list[threading.Thread] = []
+
+    @rpc.handler("host.version")
+    def version() -> dict[str, int]:
+        served_on.append(threading.current_thread())
+        return {"version": 2}
+
+    try:
+        # Blocking waits on the Qt main thread keep its loop running: the server accepts.
+        with spawn_backend(child("backend_basic.py"), server=rpc, token=token) as backend:
+            assert backend.request("call_host", {"method": "host.version"}, timeout=10.0) == {
+                "version": 2
+            }
+            assert served_on == [threading.main_thread()]
+            with pytest.raises(IpcCallError) as info:
+                backend.request("crash", timeout=20.0)
+            assert info.value.code == ErrorCode.SHUTTING_DOWN
+            assert info.value.data["returncode"] == 3
+    finally:
+        rpc.close()
