@@ -39,8 +39,11 @@ Rules, in one place:
 - **Failures of a request.** ``request()`` raises only :class:`IpcCallError`:
   the remote error, -32001 when ``timeout`` passes, -32002 when the channel
   shuts down, the peer sends ``bye`` or this ``Peer`` is closed while the
-  request is in flight (and at once for requests made after that). Futures
-  from ``request_async()`` fail the same way, within the same timeout.
+  request is in flight (and at once for requests made after that); the
+  channel error's code when the request cannot be sent (-32004 too large,
+  say). Futures from ``request_async()`` fail the same way, within the same
+  timeout. A transport tells its ``Peer`` that the connection ended by
+  shutting down the channel's ``ShutdownState`` (the socket channels do).
 - **Threads.** Handlers and event subscribers run on the thread the channel
   delivers messages on (the DCC's main thread for ``DccIpcChannel``), one
   at a time; pass ``executor=`` to run request handlers there instead.
@@ -136,8 +139,15 @@ class IpcCallError(IpcChannelError):
     def to_ipc_error(self) -> IpcError:
         return self.error
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable despite the keyword-only argument
+        return (_call_error, (self.code, self.message, self.data, self.method))
+
     def __repr__(self) -> str:
         return f"IpcCallError({self.code}, {self.message!r}, data={self.data!r})"
+
+
+def _call_error(code: int, message: str, data: Any, method: Optional[str]) -> IpcCallError:
+    return IpcCallError(code, message, data, method=method)
 
 
 # -- handlers --------------------------------------------------------------

@@ -7,6 +7,7 @@ and crash while requests are in flight, events with wildcards, ping, ready.
 from __future__ import annotations
 
 import asyncio
+import pickle
 import threading
 import time
 from collections.abc import Iterator
@@ -132,6 +133,8 @@ def test_handler_raising_ipc_call_error_answers_with_that_error(peers: tuple[Pee
     exc = call_error(client.request, "scene.open", {"path": "/x.ma"})
     assert (exc.code, exc.message, exc.data) == (-32602, "no such file: /x.ma", {"path": "/x.ma"})
     assert exc.to_ipc_error() == IpcError(-32602, "no such file: /x.ma", {"path": "/x.ma"})
+    copy = pickle.loads(pickle.dumps(exc))  # crosses process boundaries (executors, logs)
+    assert (copy.error, copy.method, str(copy)) == (exc.error, "scene.open", str(exc))
 
 
 def test_unregister_makes_the_method_unknown(peers: tuple[Peer, Peer]) -> None:
