@@ -177,17 +177,24 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
 
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="waits with pidfd_open (Linux)")
 @pytest.mark.parametrize(
-    ("host_mode", "kill_with_host"),
-    [("local_socket", False), ("legacy", False), ("local_socket", True)],
+    ("host_mode", "kill_with_host", "host_ends_by"),
+    [
+        ("local_socket", False, "SIGKILL"),
+        ("legacy", False, "SIGKILL"),
+        ("local_socket", True, "SIGKILL"),
+        ("local_socket", False, "exit"),
+    ],
 )
-def test_backend_exits_when_its_host_is_killed(host_mode: str, kill_with_host: bool) -> None:
+def test_backend_exits_when_its_host_does(
+    host_mode: str, kill_with_host: bool, host_ends_by: str
+) -> None:
     host = subprocess.Popen(
         [*child("host_spawns_backend.py"), host_mode, "1" if kill_with_host else "0"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
     try:
-        assert host.stdout is not None
+        assert host.stdout is not None and host.stdin is not None
         # The backend shares the host's stdout: skip its lines to the host's own.
         line = b""
         while not line.startswith(b"backend pid "):
@@ -195,8 +202,12 @@ def test_backend_exits_when_its_host_is_killed(host_mode: str, kill_with_host: b
             assert line, "the host exited before its backend was ready"
         backend_pid = int(line.split()[-1])
         assert not wait_for_exit(backend_pid, 0)
-        host.send_signal(signal.SIGKILL)
-        host.wait(10.0)
+        if host_ends_by == "SIGKILL":
+            host.send_signal(signal.SIGKILL)
+            assert host.wait(10.0) == -signal.SIGKILL
+        else:
+            host.stdin.close()  # the host returns from main(); atexit stops the backend
+            assert host.wait(10.0) == 0
         assert wait_for_exit(backend_pid, 10.0)
     finally:
         host.kill()
