@@ -49,6 +49,11 @@ class IpcMode(str, enum.Enum):
     ``THREAD``: in-process queue. ``LOCAL_SOCKET``: Unix socket / named pipe
     (PROTOCOL.md). ``SHARED_MEMORY``: large payloads over shared memory (not
     built yet). ``LEGACY``: NDJSON over a child's stdin/stdout.
+
+    Usage::
+
+        IpcMode.parse("local-socket")          # IpcMode.LOCAL_SOCKET
+        IpcMode.LEGACY.value                   # 'legacy', as in AURORAVIEW_IPC_MODE
     """
 
     THREAD = "thread"

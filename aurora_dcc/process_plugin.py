@@ -81,6 +81,12 @@ class ProcessPlugin:
     ``main_thread``: deliver events on the Qt main thread (default: when a
     ``QCoreApplication`` exists). ``cancel_grace``: seconds a cancelled child
     gets to stop by itself before it is terminated. See the module docstring.
+
+    Usage::
+
+        plugin = ProcessPlugin("tools.bake", ["--fast"], module=True).start()
+        plugin.on("progress", lambda event, data: log.info("%s", data))
+        plugin.result(timeout=60.0)
     """
 
     def __init__(
