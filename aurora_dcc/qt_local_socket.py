@@ -40,7 +40,7 @@ from qtpy import QtNetwork
 from .address import AddressInUse, claim_address, resolve_address
 from .channel import IpcChannel
 from .errors import ChannelTimeout, Disconnected, IpcChannelError, SendFailed
-from .framing import DEFAULT_MAX_FRAME
+from .framing import DEFAULT_MAX_FRAME, encode_frame
 from .local_socket import RetryPolicy
 from .message import IpcMessage, IpcMessageType
 from .metrics import IpcChannelMetrics
@@ -405,14 +405,16 @@ class QtLocalSocketChannel(IpcChannel):
             raise SendFailed(f"channel {self._name!r}: write failed: {self._socket.errorString()}")
 
     def _flush_outgoing(self) -> None:
+        """Qt thread: write what other threads sent (also when a close is pending)."""
         with self._outgoing_lock:
             data = b"".join(self._outgoing)
             self._outgoing.clear()
-        if self._closed or not is_alive(self._socket):
+        socket = self._socket
+        if not data or not is_alive(socket) or socket.state() != _CONNECTED:
             return
         try:
             self._write(data)
-            self._socket.flush()
+            socket.flush()
         except SendFailed as exc:
             self.metrics.record_error()
             log.warning("%s", exc)
@@ -520,7 +522,7 @@ class QtLocalSocketChannel(IpcChannel):
             self._log_refusal()
             self._close_socket()
             self._mark_closed()
-        if session.established and not was_established and self._on_established is not None:
+        elif session.established and not was_established and self._on_established is not None:
             self._on_established(self)  # before delivery: on_connection may add handlers
         if messages:
             self._deliver(messages)
@@ -547,10 +549,13 @@ class QtLocalSocketChannel(IpcChannel):
             self._waiter.wake()
 
     def _log_refusal(self) -> None:
-        if self._session.refusal is not None:
-            log.warning("channel %r: session refused: %s", self._name, self._session.refusal)
+        session = self._session
+        if session.refusal is not None:
+            log.warning("channel %r: the server refused: %s", self._name, session.refusal)
+        elif session.established:
+            log.warning("channel %r: frame over %d bytes; closing", self._name, session.max_frame)
         else:
-            log.warning("channel %r: protocol violation, closing the connection", self._name)
+            log.warning("channel %r: session refused (token or protocol); closing", self._name)
 
     def _on_disconnected(self) -> None:
         if not self._closed:
@@ -581,16 +586,9 @@ class QtLocalSocketChannel(IpcChannel):
         self._invoker.call_soon(self._teardown)
 
     def _teardown(self) -> None:
-        self._flush_outgoing_before_close()
+        self._flush_outgoing()
         self._close_socket()
         self._mark_closed()
-
-    def _flush_outgoing_before_close(self) -> None:
-        with self._outgoing_lock:
-            data = b"".join(self._outgoing)
-            self._outgoing.clear()
-        if data and is_alive(self._socket) and self._socket.state() == _CONNECTED:
-            self._socket.write(data)
 
     def _close_socket(self) -> None:
         """Hang up gracefully: Qt writes what is buffered, then closes (bounded by a timer)."""
@@ -695,9 +693,9 @@ class QtLocalSocketServer(IpcServer):
         server = QLocalServer()
         server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
         if not server.listen(self._address):
-            reason = server.errorString()
+            reason, error = server.errorString(), server.serverError()
             server.deleteLater()
-            if server.serverError() == QtNetwork.QAbstractSocket.SocketError.AddressInUseError:
+            if error == QtNetwork.QAbstractSocket.SocketError.AddressInUseError:
                 raise AddressInUse(
                     f"channel {name!r} at {self._address!r} was taken by another server "
                     f"while starting: {reason}"
@@ -734,7 +732,7 @@ class QtLocalSocketServer(IpcServer):
     def emit(self, event: str, data: Any = None) -> None:
         """Send an event to every connected client (encoded once)."""
         msg = IpcMessage(IpcMessageType.EVENT, data, event=event)
-        frame = StreamSession(server=True, max_frame=self._max_frame).encode(msg)
+        frame = encode_frame(msg, self._max_frame)
         for conn in tuple(self._connections):
             try:
                 conn.send_frame(frame)
@@ -774,7 +772,7 @@ class QtLocalSocketServer(IpcServer):
             self._handshaking.add(conn)
             if self._handshake_timeout is not None:
                 QtCore.QTimer.singleShot(
-                    int(self._handshake_timeout * 1000), lambda c=conn: self._drop_if_silent(c)
+                    _ms(self._handshake_timeout), lambda c=conn: self._drop_if_silent(c)
                 )
             if socket.bytesAvailable():
                 conn._on_ready_read()

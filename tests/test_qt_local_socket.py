@@ -521,3 +521,33 @@ def test_messages_before_the_first_handler_reach_it_first_and_in_order(
         client.emit("late", i)
     qtbot.waitUntil(lambda: len(seen) == 10, timeout=5000)
     assert seen == list(range(10))
+
+
+def test_client_that_never_opens_a_session_is_dropped(qtbot: Any, make_server: Any) -> None:
+    server = make_server(token="s3cret", handshake_timeout=0.2)
+
+    def silent_client() -> bool:
+        with RawClient.connect(server.name) as raw:
+            return raw.is_closed_by_server(timeout=5.0)
+
+    assert in_thread(qtbot, silent_client)
+    assert server.metrics.errors == 1
+    assert server.connections == []
+
+
+def test_what_a_thread_sent_before_closing_is_delivered(qtbot: Any, make_server: Any) -> None:
+    server = make_server()
+    client = QtLocalSocketChannel.connect(server.name)
+    conn = server.accept(timeout=5.0)
+
+    def send_then_close() -> None:
+        for i in range(100):
+            client.emit("n", i)
+        client.close()
+
+    in_thread(qtbot, send_then_close)
+    received = []
+    with pytest.raises(Disconnected):
+        while True:
+            received.append(conn.receive(timeout=5.0).data)
+    assert received == list(range(100))
