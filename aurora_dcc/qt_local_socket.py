@@ -18,12 +18,14 @@ Usage (inside a running Qt application)::
     channel.send(IpcMessage.request("scene.info"))
     channel.receive(timeout=5.0)        # keeps the Qt loop running while it waits
 
-Threads: the Qt objects belong to the thread that created them, which must run
-a Qt event loop (normally the main thread). ``send``, ``emit`` and ``close``
-may be called from any thread; from other threads the bytes are handed to the
-Qt thread. A blocking wait (``receive``, ``wait_event``, ``accept``, ``connect``)
-on the Qt thread runs a local event loop, so the reply it waits for can still
-be delivered; on any other thread it waits on a condition.
+Threads: the Qt objects belong to the thread that created them, which should
+run a Qt event loop (normally the main thread; on a thread without one, bytes
+are read only while a blocking wait runs there). ``send``, ``emit``, ``close``
+and ``receive`` may be called from any thread; from other threads the bytes
+are handed to the Qt thread. A blocking wait (``receive``, ``wait_event``,
+``accept``, ``connect``) on the Qt thread runs a local event loop, so the reply
+it waits for can still be delivered; on any other thread it waits on a
+condition.
 """
 
 from __future__ import annotations

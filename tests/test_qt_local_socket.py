@@ -551,3 +551,24 @@ def test_what_a_thread_sent_before_closing_is_delivered(qtbot: Any, make_server:
         while True:
             received.append(conn.receive(timeout=5.0).data)
     assert received == list(range(100))
+
+
+def test_qt_objects_deleted_underneath_never_raise_runtime_errors(
+    qtbot: Any, make_server: Any
+) -> None:
+    """A DCC tearing down Qt first: our objects only say Disconnected, never 'C++ deleted'."""
+    server = make_server()
+    client = QtLocalSocketChannel.connect(server.name)
+    conn = server.accept(timeout=5.0)
+    client._socket.deleteLater()
+    server._server.deleteLater()  # the server's sockets are its children: they go too
+    QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
+    assert client.closed and conn.closed
+    with pytest.raises(Disconnected):
+        client.send(IpcMessage.event_message("late"))
+    with pytest.raises(Disconnected):
+        conn.receive(timeout=1.0)
+    client.close()
+    conn.close()
+    server.close()
+    server.emit("nobody.listens")
