@@ -1,0 +1,709 @@
+"""Transports side by side: round-trip latency and one-way event rate, one process tree.
+
+Every transport serves the same two things from a child process (see
+``bench/children/transport_server.py``): a ~100-byte request answered by a
+response with the same ``id`` and data, and a request for N ~100-byte events
+streamed back as fast as the serving side's public API sends them. This
+process is the client of every pair; it measures
+
+* round trip: p50 and p99 of send-request -> response-received, in microseconds;
+* one way: events/s from asking for N events until the N-th arrived (decoded);
+
+each run ``--repeats`` times (interleaved across transports, so machine noise
+hits all alike), reporting the median of each figure, and prints every
+transport's ratios to the raw socketpair echo (the floor), to stdin/stdout
+NDJSON (the old way) and to the best of the peers a user would otherwise pick.
+Peers that are not installed (``pip install -e '.[bench]'``) are reported and
+skipped.
+
+Usage::
+
+    python bench/bench_transports.py [--rounds 20000] [--events 200000] [--repeats 3]
+    python bench/bench_transports.py --quick          # tiny N: does every row still run?
+    python bench/bench_transports.py --only raw,qt-plain
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import selectors
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from aurora_dcc import IpcMessage, codec
+from aurora_dcc.message import new_message_id
+
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "children", "transport_server.py")
+FRAME = 100
+"""Bytes of one raw-floor frame, about the size of the JSON request and event."""
+REQUEST_DATA = {"node": "pCube1", "attr": "translateX", "value": 1.5}
+"""With the envelope and a fresh id, a request is ~100 bytes of JSON."""
+START_TIMEOUT = 30.0
+
+_perf_ns = time.perf_counter_ns
+
+
+@dataclass
+class Endpoint:
+    """The client side of one open transport pair."""
+
+    round_trip: Callable[[], None]
+    """Send one request and wait for its response."""
+    stream: Callable[[int], None]
+    """Ask for n events and return once the n-th has arrived."""
+    close: Callable[[], None]
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+
+@dataclass
+class Transport:
+    key: str
+    label: str
+    topology: str
+    kind: str  # "floor", "baseline", "ours", "peer"
+    open: Callable[[str], Endpoint]
+    requires: Optional[str] = None
+
+
+@dataclass
+class Result:
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    rate: list[float] = field(default_factory=list)
+    error: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.p50) and bool(self.rate)
+
+    def median(self, values: list[float]) -> float:
+        return statistics.median(values)
+
+
+# -- child processes ---------------------------------------------------------------
+
+
+def spawn(kind: str, address: str, **popen: Any) -> subprocess.Popen[bytes]:
+    popen.setdefault("stdout", subprocess.PIPE)
+    return subprocess.Popen([sys.executable, CHILD, kind, address], **popen)
+
+
+def wait_listening(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for the child's ``listening`` line (it may take a Qt import's time)."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        if not selector.select(START_TIMEOUT):
+            proc.kill()
+            raise RuntimeError(f"child did not start within {START_TIMEOUT}s")
+    line = proc.stdout.readline()
+    if line.strip() != b"listening":
+        proc.kill()
+        raise RuntimeError(f"child failed to start (exit {proc.wait()}): {line!r}")
+
+
+def finish(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.wait(5.0)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def socket_path(name: str, suffix: str = "") -> str:
+    path = os.path.join("/tmp", f"aurora_bench_{os.getpid()}_{name}{suffix}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return path
+
+
+def request_dict() -> dict[str, Any]:
+    return {"type": "request", "id": new_message_id(), "method": "bench.echo", "data": REQUEST_DATA}
+
+
+def stream_request(n: int) -> dict[str, Any]:
+    return {"type": "request", "id": new_message_id(), "method": "bench.stream", "data": {"n": n}}
+
+
+def check_reply(request: dict[str, Any], reply: Any) -> None:
+    if reply.get("id") != request["id"]:
+        raise RuntimeError(f"reply {reply!r} does not answer {request['id']!r}")
+
+
+# -- baselines ---------------------------------------------------------------------
+
+
+def open_raw(_name: str) -> Endpoint:
+    """socketpair, bytes echo in a child: the floor, no framing, no JSON."""
+    mine, theirs = socket.socketpair()
+    proc = spawn("raw", str(theirs.fileno()), pass_fds=[theirs.fileno()], stdout=None)
+    theirs.close()
+    frame = b"x" * (FRAME - 1) + b"\n"
+    recv, sendall = mine.recv, mine.sendall
+
+    def round_trip() -> None:
+        sendall(frame)
+        got = 0
+        while got < FRAME:
+            chunk = recv(65536)
+            if not chunk:
+                raise EOFError("the echo child is gone")
+            got += len(chunk)
+
+    def stream(n: int) -> None:
+        sendall(b"S%d" % n)
+        expected, got = n * FRAME, 0
+        while got < expected:
+            chunk = recv(262144)
+            if not chunk:
+                raise EOFError("the echo child is gone")
+            got += len(chunk)
+
+    def close() -> None:
+        mine.close()
+        finish(proc)
+
+    return Endpoint(round_trip, stream, close, [proc])
+
+
+def ndjson_client(
+    recv: Callable[[int], bytes], sendall: Callable[[bytes], Any]
+) -> tuple[Callable[[], None], Callable[[int], None]]:
+    """A minimal NDJSON client over ``recv``/``sendall`` with orjson (where installed)."""
+    dumps, loads = codec.dumps, codec.loads
+    buffer = [b""]
+
+    def read_lines() -> list[bytes]:
+        while True:
+            chunk = recv(262144)
+            if not chunk:
+                raise EOFError("the server is gone")
+            lines = (buffer[0] + chunk).split(b"\n")
+            buffer[0] = lines.pop()
+            if lines:
+                return lines
+
+    def round_trip() -> None:
+        request = request_dict()
+        sendall(dumps(request) + b"\n")
+        (line,) = read_lines()
+        check_reply(request, loads(line))
+
+    def stream(n: int) -> None:
+        sendall(dumps(stream_request(n)) + b"\n")
+        got = 0
+        while got < n:
+            for line in read_lines():
+                loads(line)
+                got += 1
+
+    return round_trip, stream
+
+
+def open_ndjson(name: str) -> Endpoint:
+    """Hand-written AF_UNIX NDJSON + orjson, server batching its writes."""
+    path = socket_path(name)
+    proc = spawn("ndjson", path)
+    wait_listening(proc)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    round_trip, stream = ndjson_client(sock.recv, sock.sendall)
+
+    def close() -> None:
+        sock.close()
+        finish(proc)
+
+    return Endpoint(round_trip, stream, close, [proc])
+
+
+def open_stdio(_name: str) -> Endpoint:
+    """NDJSON over a child's stdin/stdout, a flush per message: how the seed talked."""
+    proc = spawn("stdio", "-", stdin=subprocess.PIPE, bufsize=0)
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin_fd, stdout_fd = proc.stdin.fileno(), proc.stdout.fileno()
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(stdin_fd, view) :]
+
+    round_trip, stream = ndjson_client(lambda size: os.read(stdout_fd, size), write)
+
+    def close() -> None:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        finish(proc)
+
+    return Endpoint(round_trip, stream, close, [proc])
+
+
+# -- ours --------------------------------------------------------------------------
+
+
+def channel_endpoint(channel: Any, close_extra: Callable[[], None]) -> Endpoint:
+    """Request/response through ``send``/``receive``; events through an ``on_message`` handler."""
+    send, receive = channel.send, channel.receive
+
+    def round_trip() -> None:
+        request = IpcMessage.request("bench.echo", REQUEST_DATA)
+        send(request)
+        reply = receive(timeout=10.0)
+        if reply.id != request.id:
+            raise RuntimeError(f"reply {reply!r} does not answer {request.id!r}")
+
+    def stream(n: int) -> None:
+        done = threading.Event()
+        count = [0]
+
+        def on_event(msg: IpcMessage) -> None:
+            count[0] += 1
+            if count[0] == n:
+                done.set()
+
+        unsubscribe = channel.on_message(on_event)
+        try:
+            send(IpcMessage.request("bench.stream", {"n": n}))
+            if not channel.wait_event(done, 60.0 + n / 10_000):
+                raise RuntimeError(f"only {count[0]} of {n} events arrived")
+        finally:
+            unsubscribe()
+
+    def close() -> None:
+        channel.close()
+        close_extra()
+
+    return Endpoint(round_trip, stream, close)
+
+
+def open_plain_pair(name: str) -> Endpoint:
+    from aurora_dcc.local_socket import LocalSocketChannel
+
+    address = socket_path(name)
+    proc = spawn("plain", address)
+    wait_listening(proc)
+    channel = LocalSocketChannel.connect(address, timeout=START_TIMEOUT)
+    endpoint = channel_endpoint(channel, lambda: finish(proc))
+    endpoint.children.append(proc)
+    return endpoint
+
+
+def open_qt_server(name: str, qt_client: bool) -> Endpoint:
+    address = socket_path(name)
+    proc = spawn("qt", address)
+    wait_listening(proc)
+    channel: Any
+    if qt_client:
+        from qtpy import QtCore
+
+        from aurora_dcc.qt_local_socket import QtLocalSocketChannel
+
+        _app = QtCore.QCoreApplication.instance() or QtCore.QCoreApplication([])
+        channel = QtLocalSocketChannel.connect(address, timeout=START_TIMEOUT)
+    else:
+        from aurora_dcc.local_socket import LocalSocketChannel
+
+        channel = LocalSocketChannel.connect(address, timeout=START_TIMEOUT)
+    endpoint = channel_endpoint(channel, lambda: finish(proc))
+    endpoint.children.append(proc)
+    return endpoint
+
+
+def open_qt_plain(name: str) -> Endpoint:
+    return open_qt_server(name, qt_client=False)
+
+
+def open_qt_qt(name: str) -> Endpoint:
+    return open_qt_server(name, qt_client=True)
+
+
+# -- peers -------------------------------------------------------------------------
+
+
+def open_mp(name: str) -> Endpoint:
+    from multiprocessing.connection import Client
+
+    path = socket_path(name)
+    proc = spawn("mp", path)
+    wait_listening(proc)
+    conn = Client(path, family="AF_UNIX")
+    send, recv = conn.send, conn.recv
+
+    def round_trip() -> None:
+        request = request_dict()
+        send(request)
+        check_reply(request, recv())
+
+    def stream(n: int) -> None:
+        send(stream_request(n))
+        for _ in range(n):
+            recv()
+
+    def close() -> None:
+        conn.close()
+        finish(proc)
+
+    return Endpoint(round_trip, stream, close, [proc])
+
+
+def open_zmq(name: str) -> Endpoint:
+    import zmq
+
+    endpoint_address = "ipc://" + socket_path(name)
+    proc = spawn("zmq", endpoint_address)
+    wait_listening(proc)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PAIR)
+    sock.setsockopt(zmq.LINGER, 1000)
+    sock.connect(endpoint_address)
+    dumps, loads = codec.dumps, codec.loads
+    send, recv = sock.send, sock.recv
+
+    def round_trip() -> None:
+        request = request_dict()
+        send(dumps(request))
+        check_reply(request, loads(recv()))
+
+    def stream(n: int) -> None:
+        send(dumps(stream_request(n)))
+        for _ in range(n):
+            loads(recv())
+
+    def close() -> None:
+        send(dumps({"type": "request", "id": "q", "method": "bench.quit"}))
+        sock.close()
+        ctx.term()
+        finish(proc)
+
+    return Endpoint(round_trip, stream, close, [proc])
+
+
+def open_ipckit(name: str) -> Endpoint:
+    from ipckit import ipckit
+
+    ipckit_name = os.path.basename(socket_path(name))
+    socket_path(name, ".sock")  # ipckit listens at /tmp/<name>.sock: clear a stale one
+    proc = spawn("ipckit", ipckit_name)
+    wait_listening(proc)
+    stream_obj = ipckit.LocalSocketStream.connect(ipckit_name)
+    send, recv = stream_obj.send_json, stream_obj.recv_json
+
+    def round_trip() -> None:
+        request = request_dict()
+        send(request)
+        check_reply(request, recv())
+
+    def stream(n: int) -> None:
+        send(stream_request(n))
+        for _ in range(n):
+            recv()
+
+    def close() -> None:
+        nonlocal stream_obj
+        del stream_obj  # ipckit has no close(): dropping the stream hangs up
+        finish(proc)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join("/tmp", ipckit_name + ".sock"))
+
+    return Endpoint(round_trip, stream, close, [proc])
+
+
+TRANSPORTS = [
+    Transport(
+        "raw",
+        "raw socketpair echo",
+        "client | child echoes bytes (no JSON)",
+        "floor",
+        open_raw,
+    ),
+    Transport(
+        "stdio",
+        "stdin/stdout NDJSON",
+        "client | child on pipes, flush/reply",
+        "baseline",
+        open_stdio,
+    ),
+    Transport(
+        "ndjson",
+        "AF_UNIX NDJSON+orjson",
+        "client | child, hand-written loop",
+        "baseline",
+        open_ndjson,
+    ),
+    Transport(
+        "plain",
+        "aurora plain pair",
+        "LocalSocketChannel | child LSCServer",
+        "ours",
+        open_plain_pair,
+    ),
+    Transport(
+        "qt-plain",
+        "aurora Qt srv+plain cli",
+        "LocalSocketChannel | child QtLSServer",
+        "ours",
+        open_qt_plain,
+    ),
+    Transport(
+        "qt-qt",
+        "aurora Qt srv+Qt cli",
+        "QtLSChannel(loop) | child QtLSServer",
+        "ours",
+        open_qt_qt,
+    ),
+    Transport(
+        "mp",
+        "multiprocessing.connection",
+        "Client | child Listener, pickle",
+        "peer",
+        open_mp,
+    ),
+    Transport(
+        "zmq",
+        "pyzmq PAIR ipc://",
+        "PAIR | child PAIR, orjson",
+        "peer",
+        open_zmq,
+        requires="zmq",
+    ),
+    Transport(
+        "ipckit",
+        "ipckit LocalSocketStream",
+        "stream | child listener, *_json",
+        "peer",
+        open_ipckit,
+        requires="ipckit",
+    ),
+]
+
+
+# -- measuring ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def watchdog(endpoint: Endpoint, seconds: float) -> Iterator[None]:
+    """Kill the children if a measurement hangs, so the blocked client sees EOF."""
+
+    def kill() -> None:
+        for proc in endpoint.children:
+            proc.kill()
+
+    timer = threading.Timer(seconds, kill)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def measure_latency(endpoint: Endpoint, rounds: int) -> tuple[float, float]:
+    round_trip = endpoint.round_trip
+    for _ in range(max(10, rounds // 10)):  # warm-up
+        round_trip()
+    samples = []
+    append = samples.append
+    with watchdog(endpoint, 30.0 + rounds * 0.002):
+        for _ in range(rounds):
+            started = _perf_ns()
+            round_trip()
+            append(_perf_ns() - started)
+    samples.sort()
+    p50 = samples[len(samples) // 2] / 1000
+    p99 = samples[min(len(samples) - 1, (len(samples) * 99) // 100)] / 1000
+    return p50, p99
+
+
+def measure_rate(endpoint: Endpoint, events: int) -> float:
+    with watchdog(endpoint, 60.0 + events * 0.0001):
+        started = time.perf_counter()
+        endpoint.stream(events)
+        return events / (time.perf_counter() - started)
+
+
+def installed(module: Optional[str]) -> bool:
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+def run(transports: list[Transport], rounds: int, events: int, repeats: int) -> dict[str, Result]:
+    results = {t.key: Result() for t in transports}
+    endpoints: dict[str, Endpoint] = {}
+    try:
+        for transport in transports:
+            if not installed(transport.requires):
+                results[transport.key].error = "not installed"
+                continue
+            try:
+                endpoints[transport.key] = transport.open(transport.key)
+                endpoints[transport.key].stream(min(events, 1000))  # warm-up
+            except Exception as exc:
+                results[transport.key].error = f"{type(exc).__name__}: {exc}"
+        for _ in range(repeats):
+            for key, endpoint in endpoints.items():
+                result = results[key]
+                if result.error is not None:
+                    continue
+                try:
+                    p50, p99 = measure_latency(endpoint, rounds)
+                    result.p50.append(p50)
+                    result.p99.append(p99)
+                    result.rate.append(measure_rate(endpoint, events))
+                except Exception as exc:
+                    result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        for key, endpoint in endpoints.items():
+            try:
+                endpoint.close()
+            except Exception as exc:
+                if results[key].error is None:
+                    results[key].error = f"close: {type(exc).__name__}: {exc}"
+    return results
+
+
+# -- reporting ---------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    p50: float
+    p99: float
+    rate: float
+
+
+def figures(result: Result) -> Figures:
+    return Figures(
+        statistics.median(result.p50), statistics.median(result.p99), statistics.median(result.rate)
+    )
+
+
+def speedup(mine: Figures, other: Optional[Figures]) -> str:
+    """``latency x / rate x`` where above 1 means ``mine`` is faster than ``other``."""
+    if other is None:
+        return "-"
+    return f"{other.p50 / mine.p50:.2f}x/{mine.rate / other.rate:.2f}x"
+
+
+def report(transports: list[Transport], results: dict[str, Result], repeats: int) -> list[str]:
+    """Print the tables; return the targets that were missed."""
+    figs = {t.key: figures(results[t.key]) for t in transports if results[t.key].ok}
+    floor, stdio = figs.get("raw"), figs.get("stdio")
+    peers = [t for t in transports if t.kind == "peer" and t.key in figs]
+    best_peer: Optional[Figures] = None
+    if peers:
+        best_peer = Figures(
+            min(figs[t.key].p50 for t in peers),
+            min(figs[t.key].p99 for t in peers),
+            max(figs[t.key].rate for t in peers),
+        )
+    head = (
+        f"{'transport':<26} {'topology (client | server)':<37} {'p50 us':>7} {'p99 us':>7}"
+        f" {'one-way/s':>10} {'p50/floor':>9} {'rate/floor':>10}"
+        f" {'vs stdio (lat/rate)':>19} {'vs best peer':>13}"
+    )
+    print(f"== transports: ~100-byte messages, median of {repeats} ==")
+    print(head)
+    print("-" * len(head))
+    for t in transports:
+        result = results[t.key]
+        if t.key not in figs:
+            print(f"{t.label:<26} {t.topology:<37} {result.error or 'no figures'}")
+            continue
+        f = figs[t.key]
+        p50_floor = f"{f.p50 / floor.p50:.2f}x" if floor else "-"
+        rate_floor = f"{f.rate / floor.rate:.2f}x" if floor else "-"
+        print(
+            f"{t.label:<26} {t.topology:<37} {f.p50:7.1f} {f.p99:7.1f} {f.rate:10,.0f}"
+            f" {p50_floor:>9} {rate_floor:>10} {speedup(f, stdio):>19}"
+            f" {speedup(f, best_peer):>13}"
+        )
+    print(
+        "vs X = X's p50 / this p50 and this rate / X's rate (above 1: this is faster). "
+        "Every client runs in this process, every server in a child process."
+    )
+    ours = [t for t in transports if t.kind == "ours" and t.key in figs]
+    if ours and peers:
+        print("ours vs each peer (lat/rate, above 1: ours is faster)")
+        print(f"  {'':<26}" + "".join(f" {t.label[:24]:>24}" for t in peers))
+        for t in ours:
+            cells = "".join(f" {speedup(figs[t.key], figs[p.key]):>24}" for p in peers)
+            print(f"  {t.label:<26}{cells}")
+    return check_targets(transports, figs, floor, stdio, peers)
+
+
+def check_targets(
+    transports: list[Transport],
+    figs: dict[str, Figures],
+    floor: Optional[Figures],
+    stdio: Optional[Figures],
+    peers: list[Transport],
+) -> list[str]:
+    """The targets of issue 3, each printed as met or missed."""
+    checks: list[tuple[str, bool]] = []
+    qt_plain, plain = figs.get("qt-plain"), figs.get("plain")
+    if floor and qt_plain:
+        checks.append(
+            ("Qt server + plain client p50 <= 2.5x floor", qt_plain.p50 <= 2.5 * floor.p50)
+        )
+    if stdio and qt_plain:
+        checks.append(
+            ("Qt server + plain client p50 >= 3x faster than stdio", stdio.p50 >= 3 * qt_plain.p50)
+        )
+    if floor and plain:
+        checks.append(("plain pair p50 <= 2x floor", plain.p50 <= 2 * floor.p50))
+    for t in transports:
+        if t.kind != "ours" or t.key not in figs:
+            continue
+        f = figs[t.key]
+        checks.append((f"{t.label} one-way >= 400,000 msg/s", f.rate >= 400_000))
+        for p in peers:
+            other = figs[p.key]
+            checks.append(
+                (f"{t.label} ahead of {p.label} on both", f.p50 < other.p50 and f.rate > other.rate)
+            )
+    print("targets (issue 3):")
+    for text, met in checks:
+        print(f"  {'met   ' if met else 'MISSED'} {text}")
+    return [text for text, met in checks if not met]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20_000, help="round trips per run")
+    parser.add_argument("--events", type=int, default=200_000, help="one-way events per run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs; the median is printed")
+    parser.add_argument("--quick", action="store_true", help="tiny N, one run (smoke test)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated keys: " + ",".join(t.key for t in TRANSPORTS)
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.events, args.repeats = 200, 2_000, 1
+    transports = TRANSPORTS
+    if args.only:
+        keys = set(args.only.split(","))
+        transports = [t for t in TRANSPORTS if t.key in keys]
+    results = run(transports, args.rounds, args.events, args.repeats)
+    report(transports, results, args.repeats)
+    failed = [t.label for t in transports if results[t.key].error not in (None, "not installed")]
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
