@@ -41,7 +41,7 @@ from qtpy import QtNetwork
 
 from .address import AddressInUse, claim_address, resolve_address
 from .channel import IpcChannel
-from .errors import ChannelTimeout, Disconnected, IpcChannelError, SendFailed
+from .errors import ChannelTimeout, Disconnected, IpcChannelError, SendFailed, ShuttingDown
 from .framing import DEFAULT_MAX_FRAME, encode_frame
 from .local_socket import RetryPolicy
 from .message import IpcMessage, IpcMessageType
@@ -725,7 +725,7 @@ class QtLocalSocketServer(IpcServer):
             if unaccepted:
                 return unaccepted.popleft()
         if self._closed:
-            raise Disconnected(f"server {self._name!r} is closed")
+            raise ShuttingDown(f"server {self._name!r} is closed")
         raise ChannelTimeout(f"server {self._name!r}: no connection within {timeout}s")
 
     def on_connection(self, handler: ConnectionHandler) -> None:

@@ -18,7 +18,13 @@ from qt_helpers import Child, in_thread, serve_echo, unique_name
 from rawclient import RawClient
 
 from aurora_dcc.address import AddressInUse, resolve_address
-from aurora_dcc.errors import ChannelTimeout, Disconnected, ErrorCode, Unauthorized
+from aurora_dcc.errors import (
+    ChannelTimeout,
+    Disconnected,
+    ErrorCode,
+    ShuttingDown,
+    Unauthorized,
+)
 from aurora_dcc.message import IpcMessage, IpcMessageType
 from aurora_dcc.peer import Peer
 from aurora_dcc.qt_compat import QtCore
@@ -289,7 +295,7 @@ def test_server_close_disconnects_clients(qtbot: Any, make_server: Any) -> None:
     server.close()
     with pytest.raises(Disconnected):
         client.receive(timeout=5.0)
-    with pytest.raises(Disconnected):
+    with pytest.raises(ShuttingDown):
         server.accept(timeout=0.1)
     assert not os.path.exists(server.address)
 
