@@ -89,9 +89,6 @@ class Result:
     def ok(self) -> bool:
         return self.error is None and bool(self.p50) and bool(self.rate)
 
-    def median(self, values: list[float]) -> float:
-        return statistics.median(values)
-
 
 # -- child processes ---------------------------------------------------------------
 
@@ -413,8 +410,7 @@ def open_ipckit(name: str) -> Endpoint:
             recv()
 
     def close() -> None:
-        nonlocal stream_obj
-        del stream_obj  # ipckit has no close(): dropping the stream hangs up
+        send({"type": "request", "id": "q", "method": "bench.quit"})
         finish(proc)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join("/tmp", ipckit_name + ".sock"))

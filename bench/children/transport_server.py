@@ -16,15 +16,16 @@ stdout once a client may connect; every child exits when its client hangs up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
-import threading
 from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from aurora_dcc import codec
+from aurora_dcc.errors import IpcChannelError
 
 FRAME = 100
 """Bytes of one raw frame (newline included)."""
@@ -143,16 +144,14 @@ def serve_plain(name: str) -> None:
     """``LocalSocketChannelServer``: handlers run on the connection's reader thread."""
     from aurora_dcc.local_socket import LocalSocketChannelServer
 
-    closed = threading.Event()
-
-    def on_connection(conn: Any) -> None:
-        conn.shutdown_state.on_shutdown(closed.set)
-        serve_channel(conn)
-
     server = LocalSocketChannelServer(name)
-    server.on_connection(on_connection)
+    server.on_connection(serve_channel)  # on the reader thread, before the first message
     listening()
-    closed.wait()
+    conn = server.accept(timeout=60.0)
+    # With a handler registered nothing reaches the inbox: receive() returns only
+    # by raising Disconnected once the client hangs up.
+    with contextlib.suppress(IpcChannelError):
+        conn.receive()
     server.close()
 
 
@@ -234,7 +233,10 @@ def serve_ipckit(name: str) -> None:
             msg = stream.recv_json()
         except (OSError, RuntimeError, ValueError):
             return  # the client hung up
-        if msg.get("method") == "bench.stream":
+        method = msg.get("method")
+        if method == "bench.quit":
+            return  # ipckit's stream has no close() for the client to hang up with
+        if method == "bench.stream":
             for i in range(msg["data"]["n"]):
                 stream.send_json(event_dict(i))
         else:

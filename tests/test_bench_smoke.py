@@ -1,0 +1,46 @@
+"""The transport benchmark still runs: every row, tiny N, as ``make bench`` would run it.
+
+Speed itself is not asserted (a shared machine makes timings noise); what is
+asserted is that every transport of ``bench/bench_transports.py`` produced
+figures or was reported as not installed, so the harness cannot silently rot.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+FIGURES = re.compile(r"\s+\d+\.\d\s+\d+\.\d\s+[\d,]+\s")  # p50, p99, one-way msg/s
+
+
+def load_transports() -> list[object]:
+    spec = importlib.util.spec_from_file_location(
+        "bench_transports", os.path.join(BENCH, "bench_transports.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return list(module.TRANSPORTS)
+
+
+def test_every_transport_row_runs_in_quick_mode() -> None:
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "bench_transports.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    for transport in load_transports():
+        label, kind = transport.label, transport.kind  # type: ignore[attr-defined]
+        (row,) = [line for line in lines if line.startswith(label + " ")]
+        if kind in ("peer",) and "not installed" in row:
+            continue  # the bench extra is optional
+        assert FIGURES.search(row[len(label) :]), row
+    assert any(line.startswith("targets") for line in lines), proc.stdout
