@@ -47,6 +47,13 @@ def make_server(qapp: Any) -> Any:
         server.close()
 
 
+def connected_pair(make_server: Any) -> tuple[QtLocalSocketServer, QtLocalSocketChannel, Any]:
+    """A server, a Qt client connected to it, and the server's end of that connection."""
+    server = make_server()
+    client = QtLocalSocketChannel.connect(server.name)
+    return server, client, server.accept(timeout=5.0)
+
+
 def raw_hello(name: str, token: str | None = None) -> tuple[RawClient, dict[str, Any]]:
     client = RawClient.connect(name)
     return client, client.hello(token=token)
@@ -257,9 +264,7 @@ def test_qt_client_sees_sigkilled_server_promptly(qtbot: Any, qapp: Any) -> None
 
 
 def test_close_wakes_blocked_receive_on_both_sides(qtbot: Any, make_server: Any) -> None:
-    server = make_server()
-    client = QtLocalSocketChannel.connect(server.name)
-    conn = server.accept(timeout=5.0)
+    server, client, conn = connected_pair(make_server)
     assert client.receive(timeout=5.0).type is IpcMessageType.READY
     # Qt thread blocked in receive; the client is closed from a timer on the same loop.
     QtCore.QTimer.singleShot(50, client.close)
@@ -399,9 +404,7 @@ def test_fifty_clients_two_thousand_round_trips_each(qtbot: Any, make_server: An
 def test_sends_from_other_threads_arrive_complete_and_in_order(
     qtbot: Any, make_server: Any
 ) -> None:
-    server = make_server()
-    client = QtLocalSocketChannel.connect(server.name)
-    conn = server.accept(timeout=5.0)
+    _server, client, conn = connected_pair(make_server)
     threads, per_thread = 4, 500
     received: list[IpcMessage] = []
     conn.on_message(received.append)
@@ -515,9 +518,7 @@ def test_worker_threads_make_requests_through_a_qt_client(qtbot: Any, make_serve
 def test_messages_before_the_first_handler_reach_it_first_and_in_order(
     qtbot: Any, make_server: Any
 ) -> None:
-    server = make_server()
-    client = QtLocalSocketChannel.connect(server.name)
-    conn = server.accept(timeout=5.0)
+    _server, client, conn = connected_pair(make_server)
     for i in range(5):
         client.emit("early", i)
     qtbot.waitUntil(lambda: conn.metrics.snapshot().queue_length == 5, timeout=5000)
@@ -542,9 +543,7 @@ def test_client_that_never_opens_a_session_is_dropped(qtbot: Any, make_server: A
 
 
 def test_what_a_thread_sent_before_closing_is_delivered(qtbot: Any, make_server: Any) -> None:
-    server = make_server()
-    client = QtLocalSocketChannel.connect(server.name)
-    conn = server.accept(timeout=5.0)
+    _server, client, conn = connected_pair(make_server)
 
     def send_then_close() -> None:
         for i in range(100):
@@ -563,9 +562,7 @@ def test_qt_objects_deleted_underneath_never_raise_runtime_errors(
     qtbot: Any, make_server: Any
 ) -> None:
     """A DCC tearing down Qt first: our objects only say Disconnected, never 'C++ deleted'."""
-    server = make_server()
-    client = QtLocalSocketChannel.connect(server.name)
-    conn = server.accept(timeout=5.0)
+    server, client, conn = connected_pair(make_server)
     client._socket.deleteLater()
     server._server.deleteLater()  # the server's sockets are its children: they go too
     QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
