@@ -49,8 +49,9 @@ def backend(mode: str, host_registry: HandlerRegistry) -> Iterator[BackendHandle
 
 
 def test_ready_lists_the_backends_handlers_and_requests_round_trip(backend: BackendHandle) -> None:
-    assert backend.handlers == ["add", "call_host", "crash", "progress", "spam"]
+    assert backend.handlers == ["add", "call_host", "crash", "progress", "read_stdin", "spam"]
     assert backend.request("add", {"a": 2, "b": 3}, timeout=5.0) == 5
+    assert backend.request("read_stdin", timeout=5.0) == ""
     futures = [backend.request_async("add", [i, i], timeout=5.0) for i in range(50)]
     assert [f.result(timeout=10.0) for f in futures] == [2 * i for i in range(50)]
     with pytest.raises(IpcCallError) as info:
@@ -188,30 +189,29 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
 def test_backend_exits_when_its_host_does(
     host_mode: str, kill_with_host: bool, host_ends_by: str
 ) -> None:
-    host = subprocess.Popen(
+    with subprocess.Popen(
         [*child("host_spawns_backend.py"), host_mode, "1" if kill_with_host else "0"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-    )
-    try:
+    ) as host:
         assert host.stdout is not None and host.stdin is not None
-        # The backend shares the host's stdout: skip its lines to the host's own.
-        line = b""
-        while not line.startswith(b"backend pid "):
-            line = host.stdout.readline()
-            assert line, "the host exited before its backend was ready"
-        backend_pid = int(line.split()[-1])
-        assert not wait_for_exit(backend_pid, 0)
-        if host_ends_by == "SIGKILL":
-            host.send_signal(signal.SIGKILL)
-            assert host.wait(10.0) == -signal.SIGKILL
-        else:
-            host.stdin.close()  # the host returns from main(); atexit stops the backend
-            assert host.wait(10.0) == 0
-        assert wait_for_exit(backend_pid, 10.0)
-    finally:
-        host.kill()
-        host.wait()
+        try:
+            # The backend shares the host's stdout: skip its lines to the host's own.
+            line = b""
+            while not line.startswith(b"backend pid "):
+                line = host.stdout.readline()
+                assert line, "the host exited before its backend was ready"
+            backend_pid = int(line.split()[-1])
+            assert not wait_for_exit(backend_pid, 0)
+            if host_ends_by == "SIGKILL":
+                host.send_signal(signal.SIGKILL)
+                assert host.wait(10.0) == -signal.SIGKILL
+            else:
+                host.stdin.close()  # the host returns from main(); atexit stops the backend
+                assert host.wait(10.0) == 0
+            assert wait_for_exit(backend_pid, 10.0)
+        finally:
+            host.kill()
 
 
 def test_a_qt_host_spawns_a_backend_on_its_own_server_from_the_main_thread(qtbot: Any) -> None:

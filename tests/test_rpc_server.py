@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -91,3 +92,16 @@ def test_a_registry_change_is_announced_once_to_each_client(rpc: RpcServer) -> N
         assert client.remote_handlers == ["add", "scene.info"]
     finally:
         client.channel.close()
+
+
+def test_a_client_that_leaves_is_no_longer_among_the_peers(rpc: RpcServer) -> None:
+    stays, leaves = connect_client(rpc, "stays"), connect_client(rpc, "leaves")
+    try:
+        assert len(rpc.peers) == 2
+        leaves.channel.close()
+        deadline = time.monotonic() + 5.0
+        while len(rpc.peers) != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [peer.request("whoami", timeout=5.0) for peer in rpc.peers] == ["stays"]
+    finally:
+        stays.channel.close()

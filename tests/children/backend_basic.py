@@ -4,6 +4,7 @@ Handlers:
 
 - ``add(a, b)``: returns ``a + b``.
 - ``spam(lines)``: prints ``lines`` lines to stdout mid-call, then returns ``lines``.
+- ``read_stdin()``: returns what ``sys.stdin.read()`` gives (``""``: nothing to steal).
 - ``progress(count)``: emits ``count`` ``progress`` events, then returns ``count``.
 - ``call_host(method, data)``: calls ``method`` back on the host, returns its result.
 - ``crash()``: writes a marker to stderr and dies at once (exit code 3), mid-request.
@@ -35,6 +36,10 @@ def main() -> int:
                 print(f"spam line {index}")
             sys.stdout.flush()
             return lines
+
+        @peer.handler("read_stdin")
+        def read_stdin() -> str:
+            return sys.stdin.read()  # never the host's frames: stdin is /dev/null in every mode
 
         @peer.handler("progress")
         def progress(count: int) -> int:
