@@ -43,7 +43,7 @@ from typing import Any, Callable, Optional
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from aurora_dcc import IpcMessage, codec
+from aurora_dcc import IpcMessage, IpcMessageType, codec
 from aurora_dcc.message import new_message_id
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "children", "transport_server.py")
@@ -52,6 +52,7 @@ FRAME = 100
 REQUEST_DATA = {"node": "pCube1", "attr": "translateX", "value": 1.5}
 """With the envelope and a fresh id, a request is ~100 bytes of JSON."""
 START_TIMEOUT = 30.0
+_READY = IpcMessageType.READY
 
 _perf_ns = time.perf_counter_ns
 
@@ -260,6 +261,8 @@ def channel_endpoint(channel: Any, close_extra: Callable[[], None]) -> Endpoint:
         request = IpcMessage.request("bench.echo", REQUEST_DATA)
         send(request)
         reply = receive(timeout=10.0)
+        while reply.type is _READY:  # the server's ready is delivered like any message
+            reply = receive(timeout=10.0)
         if reply.id != request.id:
             raise RuntimeError(f"reply {reply!r} does not answer {request.id!r}")
 
