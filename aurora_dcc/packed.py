@@ -324,6 +324,7 @@ class BackendHandle:
         self._rpc: Optional[RpcServer] = None
         self._owns_rpc = False
         self._stop_listening: Callable[[], None] = _nothing
+        self._pid: Optional[int] = None  # set once started: a shared server's peers match it
         peer_options: dict[str, Any] = {
             "name": peer_name,
             "timeout": request_timeout,
@@ -363,6 +364,10 @@ class BackendHandle:
             raise BackendError(f"cannot start backend {argv[0]!r}: {exc}") from exc
         assert self.process.stderr is not None
         self._tee = _StderrTee(self.process.stderr)
+        self._pid = self.process.pid
+        if server is not None and not self._owns_rpc:
+            for peer in server.peers:  # it may have connected before _pid was set
+                self._on_peer(peer)
         if mode is IpcMode.LEGACY:
             channel = StdioChannel.serve_process(
                 self.process, name, handlers=registry.names, peer_name=peer_name
@@ -383,12 +388,14 @@ class BackendHandle:
             return
         if not self._owns_rpc:
             info = getattr(peer.channel, "peer_info", {})
-            if info.get("pid") != self.process.pid:
+            if self._pid is None or info.get("pid") != self._pid:
                 return
         self._attach(peer)
 
     def _attach(self, peer: Peer) -> None:
         with self._lock:
+            if self._peer is not None:
+                return
             self._peer = peer
             subscriptions = list(self._subscriptions)
         for pattern, handler in subscriptions:
