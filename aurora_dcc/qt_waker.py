@@ -53,12 +53,15 @@ class _WakeReceiver(QtCore.QObject):
 
     def event(self, event: Any) -> bool:
         if event.type() == _WAKE:
-            try:
-                self._callback()
-            except Exception:  # never let an exception unwind into Qt
-                log.exception("wake callback %r raised", self._callback)
+            self.run()
             return True
         return bool(super().event(event))
+
+    def run(self) -> None:
+        try:
+            self._callback()
+        except Exception:  # never let an exception unwind into Qt
+            log.exception("wake callback %r raised", self._callback)
 
     def about_to_quit(self) -> None:
         try:
@@ -100,12 +103,13 @@ class QtWaker(Waker):
 
         first = callback if self._main_ident is not None else run_on_main_thread
         receiver = _WakeReceiver(first, on_quit)
+        resume_timer = QtCore.QTimer(receiver)  # a child: moves to the main thread with it
+        resume_timer.setSingleShot(True)
+        resume_timer.setInterval(0)
+        resume_timer.timeout.connect(receiver.run)
         if receiver.thread() != self._app_thread:
             receiver.moveToThread(self._app_thread)
-        self._resume_timer = QtCore.QTimer(receiver)
-        self._resume_timer.setSingleShot(True)
-        self._resume_timer.setInterval(0)
-        self._resume_timer.timeout.connect(first)
+        self._resume_timer = resume_timer
         app = app_instance()
         if app is not None:
             app.aboutToQuit.connect(receiver.about_to_quit)
