@@ -203,12 +203,13 @@ class ProcessPlugin:
     def cancel(self, grace: Optional[float] = None) -> None:
         """Ask the child to stop; terminate it if it still runs ``grace`` seconds later.
 
-        Returns at once; ``result()`` then raises :class:`PluginCancelled`.
+        Returns at once; ``result()`` then raises :class:`PluginCancelled`
+        (unless the child had already finished).
         """
         handle = self._require_handle()
-        self._cancel_requested = True
         if self._finished.is_set():
-            return
+            return  # too late: result() reports how it ended
+        self._cancel_requested = True
         try:
             handle.emit(CANCEL_EVENT)
         except IpcChannelError as exc:  # not connected (yet): nobody to ask

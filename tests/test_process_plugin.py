@@ -44,6 +44,8 @@ def test_progress_result_and_finished_in_order_without_qt() -> None:
     assert progress[-1] == {"done": 20, "total": 20, "message": "step 20"}
     assert recorder.names() == ["progress"] * 20 + ["plugin.finished"]
     assert recorder.events[-1][1] == {"returncode": 0}
+    plugin.cancel()  # too late to cancel: the result stands
+    assert plugin.result(timeout=1.0) == {"steps": 20, "args": ["20"]}
 
 
 def test_events_arrive_on_the_qt_main_thread(qtbot: Any) -> None:
