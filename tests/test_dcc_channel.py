@@ -323,7 +323,7 @@ def flood_under_a_5ms_timer(
     return late_ms, cpu_ms
 
 
-def timer_lateness_beside_a_busy_thread_ms(duration: float = 0.5) -> float:
+def timer_lateness_beside_a_busy_thread_ms(duration: float = 2.0) -> float:
     """The machine's own part: a 5 ms timer's worst lateness beside a spinning Python thread."""
     loop = QtCore.QEventLoop()
     ticks: list[float] = []
@@ -360,8 +360,10 @@ def test_frame_budget_keeps_a_5ms_timer_on_time_during_a_100000_message_flood(
     # a CPU-bound Python thread sharing the GIL (5 ms switch interval), and on a
     # loaded machine a descheduled moment adds tens of ms. It must be within
     # 20 ms in one of up to three floods, unless a timer beside a mere spinning
-    # thread (no channel) is itself late by more than that: then the machine,
-    # not the channel, is what is measured, and the test says so.
+    # thread (no channel) for 2 s is itself late by more than that: then the
+    # machine, not the channel, is what is measured, and the test says so.
+    # (Measured at load 4 on 2 cores: stretches of 20-30 ms in which neither the
+    # sender nor the main thread ran.)
     floods: list[tuple[float, float]] = []
     for _ in range(3):
         floods.append(flood_under_a_5ms_timer(channel, 100_000))
