@@ -106,6 +106,13 @@ class DccIpcChannel(IpcChannel):
     already queued, then raises ``SendFailed``. ``waker`` defaults to a
     ``QtWaker`` when a ``QCoreApplication`` exists; otherwise the channel waits
     for ``attach()``.
+
+    Usage::
+
+        channel = DccIpcChannel("scene")
+        channel.on_message(lambda msg: hou.node(msg.data["path"]).cook())
+        reader_thread_sends(channel.send)                # any thread
+        channel.close()                                  # or at aboutToQuit
     """
 
     def __init__(

@@ -74,6 +74,10 @@ class QtWaker(Waker):
     """Wakes the thread of the running ``QCoreApplication`` (see the module docstring).
 
     Raises ``RuntimeError`` when no ``QCoreApplication`` exists: it creates none.
+
+    Usage::
+
+        channel = DccIpcChannel("scene", waker=QtWaker())   # what the default does
     """
 
     def __init__(self) -> None:

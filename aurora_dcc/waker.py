@@ -32,6 +32,9 @@ __all__ = ["Waker"]
 class Waker(ABC):
     """Runs a bound callback on the host's main thread after ``wake()``.
 
+    Usage: subclass it for a host's own loop (see the module docstring) and
+    pass an instance as ``DccIpcChannel(name, waker=...)``.
+
     Contract: ``wake()`` may be called from any thread, must be quick and must
     never raise; several wakes before the callback runs may be coalesced into
     one call. After ``close()``, ``wake()`` does nothing and the host's quit
