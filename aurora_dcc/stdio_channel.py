@@ -188,4 +188,8 @@ def _take_over_stdio() -> tuple[int, int]:
     finally:
         os.close(devnull)
     os.dup2(2, 1)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:  # print() now lands on stderr: show each line as it comes
+        with contextlib.suppress(ValueError, OSError):
+            reconfigure(line_buffering=True)
     return read_fd, write_fd

@@ -49,7 +49,15 @@ def backend(mode: str, host_registry: HandlerRegistry) -> Iterator[BackendHandle
 
 
 def test_ready_lists_the_backends_handlers_and_requests_round_trip(backend: BackendHandle) -> None:
-    assert backend.handlers == ["add", "call_host", "crash", "progress", "read_stdin", "spam"]
+    assert backend.handlers == [
+        "add",
+        "call_host",
+        "crash",
+        "progress",
+        "read_stdin",
+        "say",
+        "spam",
+    ]
     assert backend.request("add", {"a": 2, "b": 3}, timeout=5.0) == 5
     assert backend.request("read_stdin", timeout=5.0) == ""
     futures = [backend.request_async("add", [i, i], timeout=5.0) for i in range(50)]
@@ -101,6 +109,14 @@ def test_ten_thousand_printed_lines_mid_call_do_not_disturb_the_ipc(
     printed = captured.err if mode == "legacy" else captured.out
     lines = [line for line in printed.splitlines() if line.startswith("spam line")]
     assert lines == [f"spam line {i}" for i in range(10_000)]
+
+
+def test_legacy_print_reaches_the_hosts_stderr_line_by_line() -> None:
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with spawn_backend(child("backend_basic.py"), mode="legacy", env=buffered) as backend:
+        assert backend.request("say", {"text": "hello from a legacy backend"}, timeout=5.0)
+        # Not flushed by the backend, yet here while it runs: stdout became line-buffered.
+        assert wait_until(lambda: "hello from a legacy backend\n" in backend.stderr_tail, 10.0)
 
 
 def test_backend_crash_mid_request_fails_the_request_with_exit_code_and_stderr(

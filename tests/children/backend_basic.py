@@ -4,6 +4,7 @@ Handlers:
 
 - ``add(a, b)``: returns ``a + b``.
 - ``spam(lines)``: prints ``lines`` lines to stdout mid-call, then returns ``lines``.
+- ``say(text)``: ``print(text)``, without flushing.
 - ``read_stdin()``: returns what ``sys.stdin.read()`` gives (``""``: nothing to steal).
 - ``progress(count)``: emits ``count`` ``progress`` events, then returns ``count``.
 - ``call_host(method, data)``: calls ``method`` back on the host, returns its result.
@@ -36,6 +37,11 @@ def main() -> int:
                 print(f"spam line {index}")
             sys.stdout.flush()
             return lines
+
+        @peer.handler("say")
+        def say(text: str) -> bool:
+            print(text)  # no flush: in legacy mode stdout goes to stderr, line-buffered
+            return True
 
         @peer.handler("read_stdin")
         def read_stdin() -> str:
