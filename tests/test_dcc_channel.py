@@ -7,6 +7,8 @@ loop running with ``qtbot.waitUntil`` while they work.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -386,3 +388,31 @@ def test_attaching_twice_is_refused(qapp: Any) -> None:
     with pytest.raises(RuntimeError, match="already attached"):
         channel.attach(ManualWaker())
     channel.shutdown()
+
+
+def test_shutdown_from_a_worker_lets_the_main_thread_deliver_what_is_queued(
+    qtbot: Any, channel: DccIpcChannel
+) -> None:
+    got: list[int] = []
+    channel.on_message(lambda msg: got.append(msg.data["n"]))
+
+    def send_then_shut_down() -> None:
+        for n in range(1000):
+            channel.emit("n", {"n": n})
+        channel.shutdown()
+
+    in_thread(qtbot, send_then_shut_down)
+    qtbot.waitUntil(lambda: got == list(range(1000)), timeout=5000)
+    with pytest.raises(ShuttingDown):
+        channel.emit("late")
+
+
+def test_the_channel_modules_import_no_qt() -> None:
+    # A host without Qt (Blender) uses DccIpcChannel with its own Waker.
+    code = (
+        "import sys, aurora_dcc.dcc_channel, aurora_dcc.waker; "
+        "print(sorted(m for m in sys.modules if m.startswith(('qtpy', 'PySide', 'PyQt'))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
