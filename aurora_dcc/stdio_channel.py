@@ -28,6 +28,7 @@ import os
 import selectors
 import subprocess
 import sys
+import threading
 from typing import Any, Callable, Optional
 
 from .errors import ChannelTimeout, Disconnected
@@ -40,9 +41,10 @@ class PipeStream:
     """A :class:`~aurora_dcc.local_socket.Stream` over two pipe descriptors it owns.
 
     ``recv`` reads ``read_fd``; ``sendall`` writes ``write_fd``. ``shutdown``
-    wakes a ``recv`` blocked in another thread (through a self-pipe; on Windows,
-    where pipes cannot be selected, the read ends only at EOF); ``close``
-    releases the descriptors, which the other side sees as EOF.
+    closes the writing end unless a write is in progress (the other side sees
+    EOF at once) and wakes a ``recv`` blocked in another thread (through a
+    self-pipe; on Windows, where pipes cannot be selected, the read ends at
+    EOF); ``close`` releases the rest.
 
     Usage::
 
@@ -54,6 +56,7 @@ class PipeStream:
     def __init__(self, read_fd: int, write_fd: int) -> None:
         self._read_fd = read_fd
         self._write_fd = write_fd
+        self._write_lock = threading.Lock()  # closing must not race a write on the same fd
         self._shut = False
         self._closed = False
         self._selector: Optional[selectors.BaseSelector] = None
@@ -73,26 +76,40 @@ class PipeStream:
         return os.read(self._read_fd, bufsize)
 
     def sendall(self, data: bytes, flags: int = 0, /) -> None:
-        if self._shut:
-            raise BrokenPipeError("the pipe stream is shut down")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._write_fd, view) :]
+        with self._write_lock:
+            if self._shut:
+                raise BrokenPipeError("the pipe stream is shut down")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._write_fd, view) :]
 
     def shutdown(self, how: int, /) -> None:
-        """Stop both directions and wake a blocked ``recv``; the descriptors stay open."""
+        """Stop both directions: EOF to the other side, wake a blocked ``recv``."""
         if self._shut:
             return
         self._shut = True
+        if self._write_lock.acquire(blocking=False):  # else close() does it after the write
+            try:
+                self._close_writer()
+            finally:
+                self._write_lock.release()
         if self._selector is not None:
             with contextlib.suppress(OSError):
                 os.write(self._wake_w, b"x")
+
+    def _close_writer(self) -> None:
+        if self._write_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._write_fd)
+            self._write_fd = -1
 
     def close(self) -> None:
         if self._closed:
             return
         self._shut = self._closed = True
-        fds = [self._read_fd, self._write_fd]
+        with self._write_lock:
+            self._close_writer()
+        fds = [self._read_fd]
         if self._selector is not None:
             self._selector.close()
             fds += [self._wake_r, self._wake_w]
