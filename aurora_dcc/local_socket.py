@@ -209,6 +209,9 @@ class LocalSocketChannel(IpcChannel):
     ends with ``Disconnected``. Messages that arrived before the first
     ``on_message`` handler is registered are handed to it at registration
     (on the registering thread), then delivery continues on the reader thread.
+    When the connection ends, either way, the channel's ``shutdown_state`` is
+    shut down, so whoever watches it (``Peer``) learns at once. After the peer
+    left, ``send`` raises ``Disconnected``; after a local close, ``ShuttingDown``.
 
     Usage::
 
@@ -256,7 +259,8 @@ class LocalSocketChannel(IpcChannel):
         self._reader: Optional[threading.Thread] = None
         if send_timeout is not None and isinstance(stream, socket.socket):
             _set_send_timeout(stream, send_timeout)
-        self._state.on_shutdown(self._close_stream)
+        self._closed_locally = False
+        self._state.on_shutdown(self._on_shutdown)
 
     # -- opening -----------------------------------------------------------
 
@@ -353,7 +357,7 @@ class LocalSocketChannel(IpcChannel):
 
     def _write(self, data: bytes, count: int) -> None:
         if self._closing:
-            if self._state.is_shutdown():
+            if self._closed_locally:
                 raise ShuttingDown(f"channel {self._name!r} is closed: message not sent")
             raise Disconnected(f"channel {self._name!r}: the connection is closed")
         metrics = self.metrics
@@ -468,6 +472,8 @@ class LocalSocketChannel(IpcChannel):
         with self._write_lock, contextlib.suppress(OSError):
             self._stream.close()  # under the lock: no write is using the descriptor
         log.debug("channel %r ended: %s", self._name, reason)
+        # Code that watches the ShutdownState (Peer) fails its pending requests now.
+        self._state.shutdown()
         if self._on_closed is not None:
             self._on_closed(self)
 
@@ -481,6 +487,11 @@ class LocalSocketChannel(IpcChannel):
     @property
     def is_connected(self) -> bool:
         return self._established.is_set() and not self._ended.is_set()
+
+    def _on_shutdown(self) -> None:
+        if not self._ended.is_set():
+            self._closed_locally = True
+        self._close_stream()
 
     def _close_stream(self) -> None:
         """Stop the connection; the reader wakes (EOF) and finishes the close."""
