@@ -118,9 +118,11 @@ def wait_closed(channel: IpcChannel, timeout: Optional[float] = None) -> bool:
     ``Peer``): its inbox stays empty, so ``receive`` returns only by raising
     once the connection is gone. Anything that does land in the inbox is dropped.
     """
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            msg = channel.receive(timeout)
+            msg = channel.receive(remaining)
         except (ConnectionError, ShuttingDown):
             return True
         except ChannelTimeout:
