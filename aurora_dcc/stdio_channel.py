@@ -18,7 +18,7 @@ Usage::
 
     # backend side (in the child)
     channel = StdioChannel.connect_stdio(timeout=10.0)
-    print("still fine")                   # goes to stderr, not into the channel
+    for line in report: print(line)       # goes to stderr, not into the channel
 """
 
 from __future__ import annotations
