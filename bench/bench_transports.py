@@ -253,8 +253,14 @@ def open_stdio(_name: str) -> Endpoint:
 # -- ours --------------------------------------------------------------------------
 
 
-def channel_endpoint(channel: Any, close_extra: Callable[[], None]) -> Endpoint:
-    """Request/response through ``send``/``receive``; events through an ``on_message`` handler."""
+def channel_endpoint(
+    channel: Any, close_extra: Callable[[], None], batch: Optional[int] = None
+) -> Endpoint:
+    """Request/response through ``send``/``receive``; events through an ``on_message`` handler.
+
+    ``batch``: ask the server to stream with ``send_many`` in batches of that size.
+    """
+    stream_data: dict[str, Any] = {} if batch is None else {"batch": batch}
     send, receive = channel.send, channel.receive
 
     def round_trip() -> None:
@@ -277,7 +283,7 @@ def channel_endpoint(channel: Any, close_extra: Callable[[], None]) -> Endpoint:
 
         unsubscribe = channel.on_message(on_event)
         try:
-            send(IpcMessage.request("bench.stream", {"n": n}))
+            send(IpcMessage.request("bench.stream", {"n": n, **stream_data}))
             if not channel.wait_event(done, 60.0 + n / 10_000):
                 raise RuntimeError(f"only {count[0]} of {n} events arrived")
         finally:
@@ -290,16 +296,20 @@ def channel_endpoint(channel: Any, close_extra: Callable[[], None]) -> Endpoint:
     return Endpoint(round_trip, stream, close)
 
 
-def open_plain_pair(name: str) -> Endpoint:
+def open_plain_pair(name: str, batch: Optional[int] = None) -> Endpoint:
     from aurora_dcc.local_socket import LocalSocketChannel
 
     address = socket_path(name)
     proc = spawn("plain", address)
     wait_listening(proc)
     channel = LocalSocketChannel.connect(address, timeout=START_TIMEOUT)
-    endpoint = channel_endpoint(channel, lambda: finish(proc))
+    endpoint = channel_endpoint(channel, lambda: finish(proc), batch)
     endpoint.children.append(proc)
     return endpoint
+
+
+def open_plain_batched(name: str) -> Endpoint:
+    return open_plain_pair(name, batch=256)
 
 
 def open_qt_server(name: str, qt_client: bool) -> Endpoint:
@@ -425,7 +435,7 @@ TRANSPORTS = [
     Transport(
         "raw",
         "raw socketpair echo",
-        "client | child echoes bytes (no JSON)",
+        "client | child echoes bytes, no JSON",
         "floor",
         open_raw,
     ),
@@ -449,6 +459,13 @@ TRANSPORTS = [
         "LocalSocketChannel | child LSCServer",
         "ours",
         open_plain_pair,
+    ),
+    Transport(
+        "plain-many",
+        "aurora plain, send_many",
+        "as above; events by send_many(256)",
+        "ours",
+        open_plain_batched,
     ),
     Transport(
         "qt-plain",

@@ -9,9 +9,11 @@ Every transport answers the same two things over one connection:
 * a request for method ``bench.stream`` with ``data == {"n": N}`` gets N
   ~100-byte events back, sent as fast as the transport's public API allows.
 
-The raw floor (``raw``) has no JSON: it echoes bytes, and a chunk starting with
-``S`` asks for N 100-byte lines. Servers that listen print ``listening`` on
-stdout once a client may connect; every child exits when its client hangs up.
+``data`` may also carry ``"batch": B``: the plain server then streams with
+``send_many`` in batches of B. The raw floor (``raw``) has no JSON: it echoes
+bytes, and a chunk starting with ``S`` asks for N 100-byte lines, written 256
+at a time. Servers that listen print ``listening`` on stdout once a client may
+connect; every child exits when its client hangs up.
 """
 
 from __future__ import annotations
@@ -57,8 +59,11 @@ def serve_raw(fd: str) -> None:
         if not data:
             return
         if data[:1] == b"S":
-            for _ in range(int(data[1:])):
-                sock.sendall(line)  # one write per frame, like a message API
+            n = int(data[1:])
+            batch = line * 256  # batched writes: the most a stream socket carries
+            for _ in range(n // 256):
+                sock.sendall(batch)
+            sock.sendall(line * (n % 256))
         else:
             sock.sendall(data)
 
@@ -132,12 +137,27 @@ def serve_channel(conn: Any) -> None:
 
     def on_message(msg: IpcMessage) -> None:
         if msg.method == "bench.stream":
+            batch = msg.data.get("batch")
+            if batch:  # the plain channel's send_many: one write per batch
+                stream_many(conn, msg.data["n"], batch)
+                return
             for i in range(msg.data["n"]):
                 emit("bench.tick", event_data(i))
         else:
             send(IpcMessage.response(msg.id, msg.data))
 
     conn.on_message(on_message)
+
+
+def stream_many(conn: Any, n: int, batch: int) -> None:
+    from aurora_dcc import IpcMessage, IpcMessageType
+
+    event = IpcMessageType.EVENT
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        conn.send_many(
+            [IpcMessage(event, event_data(i), event="bench.tick") for i in range(start, stop)]
+        )
 
 
 def serve_plain(name: str) -> None:
