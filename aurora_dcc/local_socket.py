@@ -462,20 +462,24 @@ class LocalSocketChannel(IpcChannel):
         return bool(self._handlers)
 
     def _end(self, reason: str) -> None:
-        """The reader is done: close the socket, wake every waiter, tell the server."""
+        """The reader is done: close the socket, tell the server and the state, wake waiters.
+
+        In that order, so a caller woken with ``Disconnected`` finds the channel
+        shut down and gone from the server's ``connections``.
+        """
         self._closing = True
-        self._inbox.close(f"channel {self._name!r}: {reason}")
-        self._ended.set()
-        self._settled.set()
         with contextlib.suppress(OSError):
             self._stream.shutdown(socket.SHUT_RDWR)  # wakes a writer blocked in sendall
         with self._write_lock, contextlib.suppress(OSError):
             self._stream.close()  # under the lock: no write is using the descriptor
         log.debug("channel %r ended: %s", self._name, reason)
-        # Code that watches the ShutdownState (Peer) fails its pending requests now.
-        self._state.shutdown()
         if self._on_closed is not None:
             self._on_closed(self)
+        self._ended.set()
+        # Code that watches the ShutdownState (Peer) fails its pending requests now.
+        self._state.shutdown()
+        self._inbox.close(f"channel {self._name!r}: {reason}")
+        self._settled.set()
 
     # -- state and closing -------------------------------------------------
 
@@ -489,9 +493,9 @@ class LocalSocketChannel(IpcChannel):
         return self._established.is_set() and not self._ended.is_set()
 
     def _on_shutdown(self) -> None:
-        if not self._ended.is_set():
+        if not self._ended.is_set():  # else _end is closing the channel already
             self._closed_locally = True
-        self._close_stream()
+            self._close_stream()
 
     def _close_stream(self) -> None:
         """Stop the connection; the reader wakes (EOF) and finishes the close."""
@@ -734,6 +738,7 @@ class _Listener:
     def __init__(self, name: str, backlog: int) -> None:
         self._pipe: Any = None
         self._inode: Optional[tuple[int, int]] = None
+        self._inode_fd: Optional[int] = None
         if is_windows():
             from . import win_pipe
 
@@ -742,7 +747,13 @@ class _Listener:
             return
         self.address = claim_address(name)
         self._sock = _bind_user_only(self.address, name)
-        st = os.lstat(self.address)
+        # The file is ours while it has our inode. Linux reuses a freed inode number at
+        # once, so an O_PATH descriptor keeps ours allocated (and unique) while we run.
+        o_path = getattr(os, "O_PATH", 0)
+        if o_path:
+            with contextlib.suppress(OSError):
+                self._inode_fd = os.open(self.address, o_path | os.O_NOFOLLOW)
+        st = os.lstat(self.address) if self._inode_fd is None else os.fstat(self._inode_fd)
         self._inode = (st.st_dev, st.st_ino)
         self._sock.listen(backlog)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -784,12 +795,12 @@ class _Listener:
         self._wake_w.close()
         self._wake_r.close()
         # Remove the socket file only if it is still ours: a later server may own the name.
-        try:
+        with contextlib.suppress(OSError):
             st = os.lstat(self.address)
             if (st.st_dev, st.st_ino) == self._inode:
                 os.unlink(self.address)
-        except OSError:
-            pass
+        if self._inode_fd is not None:
+            os.close(self._inode_fd)
 
 
 def _bind_user_only(address: str, name: str) -> socket.socket:

@@ -1,0 +1,286 @@
+"""LocalSocketChannelServer / LocalSocketChannel: real Unix sockets in one process."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from aurora_dcc import (
+    ChannelTimeout,
+    Disconnected,
+    IpcMessage,
+    IpcMessageType,
+    MessageTooLarge,
+    ShuttingDown,
+    Unauthorized,
+)
+from aurora_dcc.address import AddressInUse
+from aurora_dcc.local_socket import LocalSocketChannel, LocalSocketChannelServer, RetryPolicy
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix domain sockets")
+
+WAIT = 5.0
+
+
+@pytest.fixture
+def name() -> str:
+    return f"aurora_ls_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def server(name: str) -> Iterator[LocalSocketChannelServer]:
+    srv = LocalSocketChannelServer(name, token="s3cret", handlers=["scene.info"])
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def connect_pair(
+    server: LocalSocketChannelServer, **options: object
+) -> tuple[LocalSocketChannel, LocalSocketChannel]:
+    client = LocalSocketChannel.connect(server.name, token="s3cret", **options)  # type: ignore[arg-type]
+    conn = server.accept(timeout=WAIT)
+    assert isinstance(conn, LocalSocketChannel)
+    return client, conn
+
+
+def test_messages_flow_both_ways_and_the_handshake_is_recorded(
+    server: LocalSocketChannelServer,
+) -> None:
+    client, conn = connect_pair(server)
+    with client:
+        assert client.peer_info["handlers"] == ["scene.info"]
+        assert conn.peer_info["pid"] == os.getpid()
+        client.emit("scene.opened", {"path": "shot.ma"})
+        request = IpcMessage.request("scene.info", {"verbose": True})
+        client.send(request)
+        first, second = conn.receive(WAIT), conn.receive(WAIT)
+        assert (first.event, first.data) == ("scene.opened", {"path": "shot.ma"})
+        assert second == request
+        conn.send(IpcMessage.response(request.id, {"nodes": 3}))
+        reply = client.receive(WAIT)  # the handshake's ready is not delivered
+        assert reply.type is IpcMessageType.RESPONSE
+        assert (reply.id, reply.data) == (request.id, {"nodes": 3})
+        assert client.try_receive() is None
+
+
+def test_server_emit_reaches_every_client_and_a_connection_emit_only_its_own(
+    server: LocalSocketChannelServer,
+) -> None:
+    (a, conn_a), (b, _conn_b) = connect_pair(server), connect_pair(server)
+    with a, b:
+        assert len(server.connections) == 2
+        server.emit("selection.changed", {"nodes": ["pCube1"]})
+        conn_a.emit("only.a")
+        assert a.receive(WAIT).event == "selection.changed"
+        assert b.receive(WAIT).event == "selection.changed"
+        assert a.receive(WAIT).event == "only.a"
+        with pytest.raises(ChannelTimeout):
+            b.receive(timeout=0.2)
+        assert server.metrics.messages_sent == 2
+
+
+def test_a_dead_client_is_dropped_from_broadcasts(server: LocalSocketChannelServer) -> None:
+    (a, conn_a), (b, _) = connect_pair(server), connect_pair(server)
+    with b:
+        a.close()
+        with pytest.raises(Disconnected):
+            conn_a.receive(WAIT)
+        server.emit("still.here")
+        assert b.receive(WAIT).event == "still.here"
+        assert server.connections == [_]
+
+
+def test_handler_lists_are_announced_both_ways(server: LocalSocketChannelServer) -> None:
+    client, conn = connect_pair(server)
+    with client:
+        server.set_handlers(["scene.info", "scene.save"])
+        ready = client.receive(WAIT)
+        assert ready.type is IpcMessageType.READY
+        assert ready.data["handlers"] == ["scene.info", "scene.save"]
+        assert client.peer_info["handlers"] == ["scene.info", "scene.save"]
+        client.announce(["tool.run"])
+        assert conn.receive(WAIT).type is IpcMessageType.READY
+        assert conn.peer_info["handlers"] == ["tool.run"]
+        late = LocalSocketChannel.connect(server.name, token="s3cret")
+        with late:
+            assert late.peer_info["handlers"] == ["scene.info", "scene.save"]
+
+
+def test_close_wakes_a_blocked_receive_on_both_ends(server: LocalSocketChannelServer) -> None:
+    client, conn = connect_pair(server)
+    errors: list[BaseException] = []
+
+    def wait_on(channel: LocalSocketChannel) -> None:
+        try:
+            channel.receive(timeout=30.0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    waiters = [threading.Thread(target=wait_on, args=(ch,)) for ch in (client, conn)]
+    for waiter in waiters:
+        waiter.start()
+    client.close()
+    for waiter in waiters:
+        waiter.join(WAIT)
+    assert [type(e) for e in errors] == [Disconnected, Disconnected]
+    with pytest.raises(ShuttingDown):
+        client.emit("after.close")
+    with pytest.raises(Disconnected):
+        conn.emit("peer.gone")
+    assert client.is_shutdown() and conn.is_shutdown()
+    assert not conn.is_connected
+
+
+def test_handlers_run_on_the_reader_thread_and_get_earlier_messages_first(
+    server: LocalSocketChannelServer,
+) -> None:
+    client, conn = connect_pair(server)
+    with client:
+        for i in range(3):
+            client.emit("early", {"i": i})
+        client.send(IpcMessage.ping("p1"))
+        assert client.receive(WAIT).type is IpcMessageType.PONG  # the early ones have arrived
+        got: list[int] = []
+        threads: set[str] = set()
+        done = threading.Event()
+
+        def handle(msg: IpcMessage) -> None:
+            got.append(msg.data["i"])
+            threads.add(threading.current_thread().name)
+            if len(got) == 6:
+                done.set()
+
+        conn.on_message(handle)
+        for i in range(3, 6):
+            client.emit("late", {"i": i})
+        assert done.wait(WAIT)
+        assert got == list(range(6))
+        assert any(name.startswith("aurora-read-") for name in threads)
+
+
+def test_wrong_token_is_refused_and_a_right_one_accepted(
+    server: LocalSocketChannelServer,
+) -> None:
+    with pytest.raises(Unauthorized):
+        LocalSocketChannel.connect(server.name, token="wrong", timeout=WAIT)
+    with pytest.raises(Unauthorized):
+        LocalSocketChannel.connect(server.name, timeout=WAIT)
+    with pytest.raises(ChannelTimeout):
+        server.accept(timeout=0.1)
+    assert server.metrics.errors == 2
+    client, _ = connect_pair(server)
+    client.close()
+
+
+def test_the_socket_file_is_user_only_and_removed_on_close(name: str) -> None:
+    server = LocalSocketChannelServer(name)
+    mode = os.stat(server.address).st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) == 0o600
+    server.close()
+    server.close()  # idempotent
+    assert not os.path.exists(server.address)
+    with pytest.raises(ShuttingDown):
+        server.accept(timeout=0.1)
+
+
+def test_a_second_server_on_a_live_name_fails_naming_the_first(
+    server: LocalSocketChannelServer,
+) -> None:
+    with pytest.raises(AddressInUse, match=server.name):
+        LocalSocketChannelServer(server.name)
+    client, _ = connect_pair(server)  # the first server is untouched
+    client.close()
+
+
+def test_a_stale_socket_file_is_replaced_and_close_leaves_a_newer_server_alone(
+    name: str,
+) -> None:
+    first = LocalSocketChannelServer(name)
+    path = first.address
+    first._listener._sock.close()  # as if the process had died: the file stays, nobody listens
+    second = LocalSocketChannelServer(name)
+    first.close()  # must not remove the second server's socket file
+    with second, LocalSocketChannel.connect(name, timeout=WAIT):
+        assert second.accept(timeout=WAIT).is_connected  # type: ignore[attr-defined]
+    assert not os.path.exists(path)
+
+
+def test_connect_retries_until_the_server_starts(name: str) -> None:
+    servers: list[LocalSocketChannelServer] = []
+    starter = threading.Timer(0.3, lambda: servers.append(LocalSocketChannelServer(name)))
+    starter.start()
+    try:
+        policy = RetryPolicy(attempts=40, initial_delay=0.02, max_delay=0.1)
+        with LocalSocketChannel.connect(name, retry=policy) as client:
+            assert client.is_connected
+    finally:
+        starter.join()
+        for srv in servers:
+            srv.close()
+    with pytest.raises(Disconnected, match="no server"):
+        LocalSocketChannel.connect(name, retry=RetryPolicy(attempts=2, initial_delay=0.01))
+
+
+def test_concurrent_senders_never_interleave_frames(name: str) -> None:
+    with LocalSocketChannelServer(name, capacity=50) as server:
+        client = LocalSocketChannel.connect(name)
+        conn = server.accept(timeout=WAIT)
+        assert isinstance(conn, LocalSocketChannel)
+        with client:
+            senders, per_sender = 4, 300
+            payload = "x" * 3000  # several frames per socket write, frames split across reads
+
+            def send_all(k: int) -> None:
+                for i in range(per_sender):
+                    client.emit("tick", {"k": k, "i": i, "pad": payload})
+
+            threads = [threading.Thread(target=send_all, args=(k,)) for k in range(senders)]
+            for thread in threads:
+                thread.start()
+            last = dict.fromkeys(range(senders), -1)
+            for _ in range(senders * per_sender):  # the small inbox slows the senders down
+                data = conn.receive(WAIT).data
+                assert data["i"] == last[data["k"]] + 1 and data["pad"] == payload
+                last[data["k"]] = data["i"]
+            for thread in threads:
+                thread.join(WAIT)
+            assert conn.metrics.peak_queue_length <= 50
+            assert client.metrics.messages_sent == senders * per_sender + 1  # + hello
+            assert conn.metrics.messages_received == senders * per_sender + 1
+            assert conn.metrics.bytes_received == client.metrics.bytes_sent
+            assert conn.metrics.messages_sent == 1  # ready
+
+
+def test_send_many_writes_a_batch_and_too_large_messages_stay_local(name: str) -> None:
+    with LocalSocketChannelServer(name, max_frame=1024) as server:
+        client = LocalSocketChannel.connect(name, max_frame=1024)
+        conn = server.accept(timeout=WAIT)
+        with client:
+            with pytest.raises(MessageTooLarge):
+                client.emit("big", "x" * 2000)
+            client.send_many(
+                [IpcMessage(IpcMessageType.EVENT, {"i": i}, event="e") for i in range(5)]
+            )
+            assert [conn.receive(WAIT).data["i"] for _ in range(5)] == list(range(5))
+            assert client.metrics.messages_sent == 6  # hello + 5
+
+
+def test_a_client_that_never_says_hello_is_dropped(name: str) -> None:
+    import socket
+
+    with LocalSocketChannelServer(name, token="t", handshake_timeout=0.2) as server:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(WAIT)
+        sock.connect(server.address)
+        assert sock.recv(100) == b""  # closed by the server
+        sock.close()
+        assert server.connections == []
