@@ -457,9 +457,19 @@ class Peer:
         self._ready = threading.Event()
         self._ready_handlers: _Subscribers[Callable[[dict[str, Any]], None]] = _Subscribers()
         self._delivering = threading.local()  # .active: a handler runs inside delivery
+        self._adopt_handshake(channel)
         self._unsubscribe_registry = self.registry.subscribe(self._handlers_changed)
         self._unsubscribe_channel = channel.on_message(self._on_message)
         channel.shutdown_state.on_shutdown(self._on_channel_shutdown)
+
+    def _adopt_handshake(self, channel: IpcChannel) -> None:
+        # A socket channel keeps the handshake to itself: the hello/ready it
+        # exchanged is in its ``peer_info``, and that ready is not delivered.
+        info = getattr(channel, "peer_info", None)
+        if isinstance(info, dict) and info:
+            self.remote_info = dict(info)
+            if "handlers" in info:  # it was the other side's ready
+                self._ready.set()
 
     # -- serving -----------------------------------------------------------
 

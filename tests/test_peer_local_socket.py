@@ -1,0 +1,126 @@
+"""Peer over the plain LocalSocketChannel: real sockets, JSON on the wire, a real child process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from aurora_dcc import ErrorCode
+from aurora_dcc.local_socket import LocalSocketChannel, LocalSocketChannelServer
+from aurora_dcc.peer import HandlerRegistry, IpcCallError, Peer
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets in these tests")
+
+WAIT = 10.0
+CHILD = os.path.join(os.path.dirname(__file__), "children", "peer_backend.py")
+
+
+@pytest.fixture
+def name() -> str:
+    return f"aurora_peer_test_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def served(name: str) -> Iterator[tuple[HandlerRegistry, LocalSocketChannelServer, Peer]]:
+    """A server whose connections are served by Peers sharing one registry, and a client Peer."""
+    registry = HandlerRegistry()
+    server = LocalSocketChannelServer(name)
+    registry.subscribe(lambda: server.set_handlers(registry.names()))
+    server.on_connection(lambda conn: Peer(conn, handlers=registry, name="host"))
+    client = Peer(LocalSocketChannel.connect(name, timeout=WAIT), name="tool")
+    yield registry, server, client
+    client.channel.close()
+    server.close()
+
+
+def test_requests_errors_and_events_over_a_socket(
+    served: tuple[HandlerRegistry, LocalSocketChannelServer, Peer],
+) -> None:
+    registry, server, client = served
+    registry.register("scene.info", lambda verbose=False: {"nodes": 3, "verbose": verbose})
+
+    def broken() -> None:
+        raise KeyError("pCube1")
+
+    registry.register("broken", broken)
+    registry.register("not_json", lambda: object())
+    assert client.request("scene.info", {"verbose": True}) == {"nodes": 3, "verbose": True}
+    futures = [client.request_async("scene.info", {"verbose": i % 2 == 0}) for i in range(50)]
+    assert [f.result(WAIT)["verbose"] for f in futures] == [i % 2 == 0 for i in range(50)]
+
+    with pytest.raises(IpcCallError) as info:
+        client.request("broken")
+    assert info.value.code == ErrorCode.INTERNAL_ERROR
+    assert info.value.data["type"] == "KeyError" and "pCube1" in info.value.data["traceback"]
+    with pytest.raises(IpcCallError) as info:
+        client.request("not_json")
+    assert info.value.code == ErrorCode.INTERNAL_ERROR and "not_json" in info.value.message
+    with pytest.raises(IpcCallError) as info:
+        client.request("scene.info", {"colour": 1})
+    assert info.value.code == ErrorCode.INVALID_PARAMS
+
+    seen: list[tuple[str, Any]] = []
+    done = threading.Event()
+    client.on("selection.*", lambda e, d: seen.append((e, d)))
+    client.on("end", lambda e, d: done.set())
+    server.emit("selection.changed", {"nodes": ["pCube1"]})
+    server.emit("scene.saved")
+    server.emit("end")
+    assert done.wait(WAIT)
+    assert seen == [("selection.changed", {"nodes": ["pCube1"]})]
+    assert client.ping() > 0  # the server's transport answers; the pong comes up to the Peer
+
+
+def test_handler_list_changes_reach_the_client(
+    served: tuple[HandlerRegistry, LocalSocketChannelServer, Peer],
+) -> None:
+    registry, _, client = served
+    # The handshake's ready (consumed by the socket channel) is known at once.
+    assert client.wait_ready(0) and client.remote_handlers == []
+    registry.register("scene.save", lambda: None)
+    deadline = time.monotonic() + WAIT
+    while client.remote_handlers != ["scene.save"] and time.monotonic() < deadline:
+        client.ping()  # a round trip: the ready sent before it has been handled
+    assert client.remote_handlers == ["scene.save"]
+
+
+def test_a_backend_in_a_child_process_serves_calls_back_and_its_crash_fails_requests(
+    name: str,
+) -> None:
+    server = LocalSocketChannelServer(name, handlers=["host.version"])
+    child = subprocess.Popen([sys.executable, CHILD, name])
+    try:
+        conn = server.accept(timeout=WAIT)
+        host = Peer(conn, name="host", timeout=60.0)
+        host.register("host.version", lambda: "2025.1")
+        assert host.wait_ready(WAIT)
+        assert host.remote_handlers == ["call_host", "crash", "echo", "host_handlers"]
+        assert host.request("host_handlers") == ["host.version"]  # from the handshake
+        assert host.remote_info["peer"] == "backend"
+        assert host.request("echo", {"a": [1, 2]}) == {"a": [1, 2]}
+        assert host.request("call_host", ["host.version"]) == "2025.1"
+
+        pending = host.request_async("echo", {"b": 1})
+        assert pending.result(WAIT) == {"b": 1}
+        started = time.monotonic()
+        with pytest.raises(IpcCallError) as info:
+            host.request("crash")
+        assert info.value.code == ErrorCode.SHUTTING_DOWN
+        assert time.monotonic() - started < WAIT  # promptly, not after the 60 s timeout
+        assert child.wait(WAIT) == 3
+        with pytest.raises(IpcCallError) as info:
+            host.request("echo")
+        assert info.value.code == ErrorCode.SHUTTING_DOWN
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(WAIT)
+        server.close()
