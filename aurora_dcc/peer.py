@@ -410,6 +410,13 @@ class _Call:
         return self.result
 
 
+def _without_token(data: Any) -> dict[str, Any]:
+    """A hello's or ready's data to keep: a session token is not kept (nor logged)."""
+    if not isinstance(data, dict):
+        return {}
+    return {key: value for key, value in data.items() if key != "token"}
+
+
 class Peer:
     """One end of an RPC conversation over ``channel``; see the module docstring.
 
@@ -467,7 +474,7 @@ class Peer:
         # exchanged is in its ``peer_info``, and that ready is not delivered.
         info = getattr(channel, "peer_info", None)
         if isinstance(info, dict) and info:
-            self.remote_info = dict(info)
+            self.remote_info = _without_token(info)
             if "handlers" in info:  # it was the other side's ready
                 self._ready.set()
 
@@ -669,7 +676,7 @@ class Peer:
         elif msg_type is _T.PONG:
             self._on_pong(msg)
         elif msg_type is _T.READY or msg_type is _T.HELLO:
-            self.remote_info = msg.data if isinstance(msg.data, dict) else {}
+            self.remote_info = _without_token(msg.data)
             if msg_type is _T.HELLO:  # an in-process client opening the session
                 self._session_started = True
                 self._send(ready_message(self.name, self.registry.names()))

@@ -456,10 +456,10 @@ def test_no_ready_before_the_session_started(
     peer = Peer(server_channel, name="srv")
     peer.register("a", lambda: None)
     assert raw.try_receive() is None  # a hello-less client is sent no ready
-    raw.send(IpcMessage("hello", {"protocol": 1, "peer": "tool"}))
+    raw.send(IpcMessage("hello", {"protocol": 1, "peer": "tool", "token": "s3cret"}))
     ready = raw.receive(timeout=WAIT)
     assert ready.type == "ready" and ready.data["handlers"] == ["a"]
-    assert peer.remote_info["peer"] == "tool"
+    assert peer.remote_info == {"protocol": 1, "peer": "tool"}  # the token is not kept
     peer.register("b", lambda: None)
     again = raw.receive(timeout=WAIT)
     assert again.type == "ready" and again.data["handlers"] == ["a", "b"]
