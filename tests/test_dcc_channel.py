@@ -7,12 +7,13 @@ loop running with ``qtbot.waitUntil`` while they work.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 from qt_helpers import in_thread
@@ -273,16 +274,34 @@ def test_shutdown_on_the_main_thread_delivers_what_is_queued(
     assert channel.is_shutdown()
 
 
+def cpus_busy_elsewhere(sample: float = 0.5) -> Optional[float]:
+    """CPUs other processes keep busy, sampled while this one waits (Linux; None elsewhere)."""
+
+    def busy_and_total() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:]]
+        return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # minus idle and iowait
+
+    try:
+        busy, total = busy_and_total()
+        time.sleep(sample)  # this process idles so that what is busy is someone else
+        busy_after, total_after = busy_and_total()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (busy_after - busy) / max(1, total_after - total) * (os.cpu_count() or 1)
+
+
 def flood_under_a_5ms_timer(
     channel: DccIpcChannel, count: int, work: float = 5e-6
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Flood ``channel`` with ``count`` messages while a 5 ms QTimer ticks on the main thread.
 
     Each message costs its handler ``work`` seconds, so the queue backs up and
     every drain runs into the frame budget.
 
-    Returns the timer's worst lateness (wall clock, ms) and the most main-thread
-    CPU time spent between two ticks (ms): the part the frame budget controls.
+    Returns the timer's lateness (wall clock, ms): the worst and the 90th
+    percentile, and the most main-thread CPU time spent between two ticks (ms):
+    the part the frame budget controls.
     """
     # A real event loop: qtbot.waitUntil sleeps up to 10 ms between its passes.
     loop = QtCore.QEventLoop()
@@ -320,66 +339,38 @@ def flood_under_a_5ms_timer(
     assert seen[0] == count
     assert len(ticks) > 5, "the flood ended before the timer could be observed"
     pairs = list(zip(ticks, ticks[1:]))
-    late_ms = max(b[0] - a[0] for a, b in pairs) * 1000.0 - 5.0
+    late = sorted(b[0] - a[0] - 0.005 for a, b in pairs)
     cpu_ms = max(b[1] - a[1] for a, b in pairs) * 1000.0
-    return late_ms, cpu_ms
-
-
-def timer_lateness_beside_a_busy_thread_ms(duration: float = 2.0) -> float:
-    """The machine's own part: a 5 ms timer's worst lateness beside a spinning Python thread."""
-    loop = QtCore.QEventLoop()
-    ticks: list[float] = []
-    timer = QtCore.QTimer()
-    timer.setTimerType(QtCore.Qt.PreciseTimer)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            pass
-
-    end = QtCore.QTimer()
-    end.setSingleShot(True)
-    end.timeout.connect(loop.quit)
-    end.start(int(duration * 1000))
-    timer.start(5)
-    spinner = start_thread(spin)
-    loop.exec()
-    stop.set()
-    timer.stop()
-    spinner.join(5.0)
-    return max(b - a for a, b in zip(ticks, ticks[1:])) * 1000.0 - 5.0
+    return late[-1] * 1000.0, late[len(late) * 9 // 10] * 1000.0, cpu_ms
 
 
 def test_frame_budget_keeps_a_5ms_timer_on_time_during_a_100000_message_flood(
     channel: DccIpcChannel,
 ) -> None:
-    # Two measures. Main-thread CPU time between two ticks is what the budget
-    # controls, and is asserted in every flood: a drain that does not yield
-    # fails it (resumed by posted events, the glib dispatcher ran timers ~20
-    # times a second, ~50 ms of CPU apart; with no budget the flood ends between
-    # two ticks). Wall-clock lateness also depends on the machine: the sender is
-    # a CPU-bound Python thread sharing the GIL (5 ms switch interval), and on a
-    # loaded machine a descheduled moment adds tens of ms. It must be within
-    # 20 ms in one of up to three floods, unless a timer beside a mere spinning
-    # thread (no channel) for 2 s is itself late by more than that: then the
-    # machine, not the channel, is what is measured, and the test says so.
-    # (Measured at load 4 on 2 cores: stretches of 20-30 ms in which neither the
-    # sender nor the main thread ran.)
-    floods: list[tuple[float, float]] = []
+    # What the budget controls is asserted in every flood: main-thread CPU time
+    # between two ticks, and the timer's usual (90th percentile) lateness. A
+    # drain that does not yield fails both: resumed by posted events, the glib
+    # dispatcher ran timers ~20 times a second (p90 60-350 ms late, ~50 ms of
+    # CPU apart); with no budget the flood ends between two ticks.
+    # The worst lateness also depends on the machine: the flood is a stream of
+    # handoffs between two threads (GIL, queue lock), and when other processes
+    # keep the CPUs busy a descheduled thread stalls both (with the 2 CPUs of
+    # this machine kept busy by others: stretches of 30-100 ms in which neither
+    # thread ran; p90 still ~10 ms). So the 20 ms bound on the worst must hold in
+    # one of up to three floods, unless other processes kept more than half a
+    # CPU busy: then the machine is what would be measured, and the test says so.
+    floods: list[tuple[float, float, float]] = []
     for _ in range(3):
         floods.append(flood_under_a_5ms_timer(channel, 100_000))
         if floods[-1][0] <= 20.0:
             break
-    report = f"(late ms, cpu ms between ticks) per flood: {floods}"
-    assert all(cpu_ms <= 20.0 for _, cpu_ms in floods), report
-    if min(late_ms for late_ms, _ in floods) > 20.0:
-        machine_ms = timer_lateness_beside_a_busy_thread_ms()
-        if machine_ms > 20.0:
-            pytest.skip(
-                f"machine too loaded to time 20 ms ({machine_ms:.0f} ms with no channel); {report}"
-            )
-        pytest.fail(f"{report}; beside a spinning thread alone: {machine_ms:.1f} ms")
+    report = f"(worst late ms, p90 late ms, cpu ms between ticks) per flood: {floods}"
+    assert all(cpu_ms <= 20.0 and p90_ms <= 20.0 for _, p90_ms, cpu_ms in floods), report
+    if min(worst_ms for worst_ms, _, _ in floods) > 20.0:
+        elsewhere = cpus_busy_elsewhere()
+        if elsewhere is not None and elsewhere > 0.5:
+            pytest.skip(f"{elsewhere:.1f} CPUs busy elsewhere: too busy to time 20 ms; {report}")
+        pytest.fail(f"{report}; CPUs busy elsewhere: {elsewhere}")
 
 
 def test_attaching_twice_is_refused(qapp: Any) -> None:
