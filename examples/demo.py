@@ -21,6 +21,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from aurora_dcc import codec
 from aurora_dcc.hosts.standalone import StandaloneHost
+from aurora_dcc.process_plugin import PluginCancelled, ProcessPlugin
 from aurora_dcc.qt_compat import QtCore, on_qt_main_thread
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -84,16 +85,35 @@ def main() -> int:
     pump_until(lambda: not worker.is_alive(), timeout=10)
     say(f"worker   call_in_main_thread(scene.info) -> {answer['info']}")
 
-    # 4. Shut down: backend, clients, server; nothing left in flight.
+    # 4. Subprocess plugins: one runs to the end, one is cancelled half-way.
+    script = os.path.join(HERE, "plugin_cache.py")
+    steps: list[bool] = []
+    plugin = ProcessPlugin(
+        script, ["--frames", "20"], on_progress=lambda _d: steps.append(on_qt_main_thread())
+    )
+    plugin.start()
+    pump_until(plugin.done, timeout=30)
+    result = plugin.result(timeout=5)
+    say(f"plugin   {result} after {len(steps)} progress events (main thread: {all(steps)})")
+    slow = ProcessPlugin(script, ["--frames", "1000", "--seconds-per-frame", "0.01"])
+    seen: list[int] = []
+    slow.on("progress", lambda _e, data: seen.append(data["done"]))
+    slow.start()
+    pump_until(lambda: len(seen) >= 3, timeout=30)
+    slow.cancel()
+    pump_until(slow.done, timeout=30)
+    try:
+        slow.result(timeout=5)
+        cancelled = "not cancelled"
+    except PluginCancelled as exc:
+        cancelled = f"cancelled after {max(seen)} of 1000 frames (exit code {exc.returncode})"
+    say(f"plugin   {cancelled}")
+
+    # 5. Shut down: backend, clients, server; nothing left in flight.
     code = backend.stop()
     host.close()
-    snap = host.main.metrics.snapshot()
-    say(
-        f"shutdown backend exit code {code}; host closed; "
-        f"{snap.messages_received} main-thread call(s), {snap.errors} error(s); "
-        f"{time.monotonic() - started:.1f}s in all"
-    )
-    return 0 if on_main and code == 0 else 1
+    say(f"shutdown backend exit code {code}; host closed; {time.monotonic() - started:.1f}s in all")
+    return 0 if on_main and all(steps) and code == 0 else 1
 
 
 if __name__ == "__main__":
