@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 QLocalServer = QtNetwork.QLocalServer
 QLocalSocket = QtNetwork.QLocalSocket
 _CONNECTED = QLocalSocket.LocalSocketState.ConnectedState
+_READY = IpcMessageType.READY
 _UNCONNECTED = QLocalSocket.LocalSocketState.UnconnectedState
 
 _POLL_MS = 2
@@ -213,8 +214,12 @@ class QtLocalSocketChannel(IpcChannel):
     Clients get one from :meth:`connect`; a :class:`QtLocalSocketServer` makes
     one per accepted client. Messages go to ``on_message`` handlers, which run
     on the Qt thread, or, while no handler is registered, into an inbox for
-    ``receive``/``try_receive``. The server's ``ready`` (and any later one) is
-    delivered like other messages; its data is also in ``peer_info``.
+    ``receive``/``try_receive``. The ``ready`` that opens the session is
+    ``connect()``'s answer (its data is in ``peer_info``); later ones, sent when
+    the peer's handler list changes, are delivered. When the connection ends,
+    either way, ``shutdown_state`` is shut down (a ``Peer`` fails its pending
+    requests at once); then ``send`` raises ``ShuttingDown`` after a local close,
+    ``Disconnected`` after the peer left, like ``LocalSocketChannel``.
 
     Usage::
 
@@ -262,6 +267,7 @@ class QtLocalSocketChannel(IpcChannel):
         self._outgoing_lock = threading.Lock()
         self._reading = 0  # depth of our readyRead slot: Qt does not re-emit it meanwhile
         self._closed = False
+        self._closed_locally = False  # by close()/shutdown(), not by the peer leaving
         self._state.on_shutdown(self._on_shutdown)
         # Bounded, so that while reading is paused Qt stops reading too and the
         # sender is held back by the OS socket buffers instead of our memory.
@@ -377,14 +383,17 @@ class QtLocalSocketChannel(IpcChannel):
     def send(self, msg: IpcMessage) -> None:
         """Send ``msg``; never blocks the Qt loop (the socket buffers).
 
-        Raises ``MessageTooLarge`` over the frame limit, ``Disconnected`` once closed.
+        Raises ``MessageTooLarge`` over the frame limit, ``ShuttingDown`` after
+        ``close()``, ``Disconnected`` after the peer left.
         """
         self.send_frame(self._session.encode(msg))
 
     def send_frame(self, frame: bytes) -> None:
         """Send an already encoded frame (``emit`` to many connections encodes once)."""
         if self._closed:
-            raise Disconnected(f"channel {self._name!r} is closed: message not sent")
+            if self._closed_locally:
+                raise ShuttingDown(f"channel {self._name!r} is closed: message not sent")
+            raise Disconnected(f"channel {self._name!r}: the connection is closed")
         if threading.get_ident() == self._waiter.owner:
             socket = self._socket
             if socket.write(frame) < 0:
@@ -524,10 +533,22 @@ class QtLocalSocketChannel(IpcChannel):
             self._log_refusal()
             self._close_socket()
             self._mark_closed()
-        elif session.established and not was_established and self._on_established is not None:
-            self._on_established(self)  # before delivery: on_connection may add handlers
+        elif session.established and not was_established:
+            self._session_opened(messages)
         if messages:
             self._deliver(messages)
+
+    def _session_opened(self, messages: list[IpcMessage]) -> None:
+        if not self._session.server:
+            # The ready that opened the session answers connect(); its data is in
+            # peer_info. Later readys (handler list changes) are delivered.
+            for index, msg in enumerate(messages):
+                if msg.type is _READY:
+                    del messages[index]
+                    break
+        if self._on_established is not None:
+            self._on_established(self)  # before delivery: on_connection may add handlers
+        self._waiter.wake()  # connect() waits for this
 
     def _deliver(self, messages: list[IpcMessage]) -> None:
         if not self._handlers:
@@ -579,6 +600,8 @@ class QtLocalSocketChannel(IpcChannel):
         self.shutdown()
 
     def _on_shutdown(self) -> None:
+        if not self._closed:
+            self._closed_locally = True
         if threading.get_ident() == self._waiter.owner:
             self._teardown()
             return

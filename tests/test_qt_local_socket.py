@@ -251,7 +251,7 @@ def test_qt_client_sees_sigkilled_server_promptly(qtbot: Any, qapp: Any) -> None
     try:
         child.wait_line(qtbot, "listening")
         channel = QtLocalSocketChannel.connect(name, timeout=5.0)
-        assert channel.receive(timeout=5.0).type is IpcMessageType.READY
+        assert channel.peer_info["peer"] == "raw-server"
         QtCore.QTimer.singleShot(100, lambda: os.kill(child.proc.pid, signal.SIGKILL))
         started = time.monotonic()
         with pytest.raises(Disconnected):
@@ -265,18 +265,21 @@ def test_qt_client_sees_sigkilled_server_promptly(qtbot: Any, qapp: Any) -> None
 
 def test_close_wakes_blocked_receive_on_both_sides(qtbot: Any, make_server: Any) -> None:
     server, client, conn = connected_pair(make_server)
-    assert client.receive(timeout=5.0).type is IpcMessageType.READY
     # Qt thread blocked in receive; the client is closed from a timer on the same loop.
     QtCore.QTimer.singleShot(50, client.close)
     with pytest.raises(Disconnected):
         client.receive(timeout=5.0)
     with pytest.raises(Disconnected):
         conn.receive(timeout=5.0)  # the server side sees the hang-up too
+    with pytest.raises(ShuttingDown):
+        client.send(IpcMessage.event_message("after.close"))  # closed here
+    with pytest.raises(Disconnected):
+        conn.send(IpcMessage.event_message("after.hang.up"))  # the peer left
+    assert client.is_shutdown() and conn.is_shutdown()
 
     # Another thread blocked in receive; the server side closes its connection.
     client2 = QtLocalSocketChannel.connect(server.name)
     conn2 = server.accept(timeout=5.0)
-    client2.receive(timeout=5.0)  # the ready
     outcome: list[BaseException] = []
 
     def blocked() -> None:
@@ -296,7 +299,6 @@ def test_server_close_disconnects_clients(qtbot: Any, make_server: Any) -> None:
     server = make_server()
     client = QtLocalSocketChannel.connect(server.name)
     server.accept(timeout=5.0)
-    client.receive(timeout=5.0)  # ready
     server.close()
     with pytest.raises(Disconnected):
         client.receive(timeout=5.0)
@@ -312,7 +314,9 @@ def test_qt_client_wrong_token_raises_unauthorized(qtbot: Any, make_server: Any)
     server = make_server(token="s3cret")
     with pytest.raises(Unauthorized):
         QtLocalSocketChannel.connect(server.name, token="nope")
-    channel = QtLocalSocketChannel.connect(server.name, token="s3cret")
+    started = time.monotonic()
+    channel = QtLocalSocketChannel.connect(server.name, token="s3cret", timeout=30.0)
+    assert time.monotonic() - started < 5.0  # returns at the ready, not at the timeout
     assert channel.established
 
 
@@ -350,7 +354,6 @@ def test_qt_to_qt_rpc_on_one_thread_does_not_deadlock(qtbot: Any, make_server: A
     server.on_connection(lambda conn: Peer(conn).register("add", lambda a, b: a + b))
     client = Peer(QtLocalSocketChannel.connect(server.name), session_started=True)
     assert client.request("add", [2, 3], timeout=5.0) == 5
-    assert client.wait_ready(timeout=5.0)
     rtt = client.ping(timeout=5.0)
     assert 0 < rtt < 5.0
 
@@ -428,8 +431,6 @@ def test_emit_broadcasts_or_targets_one_connection(qtbot: Any, make_server: Any)
     server = make_server()
     clients = [QtLocalSocketChannel.connect(server.name) for _ in range(3)]
     conns = [server.accept(timeout=5.0) for _ in clients]
-    for client in clients:
-        assert client.receive(timeout=5.0).type is IpcMessageType.READY
     server.emit("scene.saved", {"path": "/shots/a.ma"})
     for client in clients:
         msg = client.receive(timeout=5.0)
@@ -443,7 +444,8 @@ def test_emit_broadcasts_or_targets_one_connection(qtbot: Any, make_server: Any)
 def test_set_handlers_reannounces_ready(qtbot: Any, make_server: Any) -> None:
     server = make_server(handlers=["a"])
     client = QtLocalSocketChannel.connect(server.name)
-    assert client.receive(timeout=5.0).data["handlers"] == ["a"]
+    assert client.peer_info["handlers"] == ["a"]
+    assert client.try_receive() is None  # the ready that opened the session is connect()'s
     server.set_handlers(["b", "a"])
     again = client.receive(timeout=5.0)
     assert again.type is IpcMessageType.READY and again.data["handlers"] == ["a", "b"]
@@ -454,7 +456,6 @@ def test_metrics_per_connection_and_server(qtbot: Any, make_server: Any) -> None
     server = make_server()
     serve_echo(server)
     client = QtLocalSocketChannel.connect(server.name)
-    client.receive(timeout=5.0)  # ready
     for i in range(10):
         client.send(IpcMessage.request("echo", i, id=f"m{i}"))
     replies = [client.receive(timeout=5.0) for _ in range(10)]
