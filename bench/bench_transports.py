@@ -435,7 +435,7 @@ TRANSPORTS = [
     Transport(
         "raw",
         "raw socketpair echo",
-        "client | child echoes bytes, no JSON",
+        "client | child echo, 1 write/frame",
         "floor",
         open_raw,
     ),
@@ -647,8 +647,10 @@ def report(transports: list[Transport], results: dict[str, Result], repeats: int
             f" {speedup(f, best_peer):>13}"
         )
     print(
-        "vs X = X's p50 / this p50 and this rate / X's rate (above 1: this is faster). "
-        "Every client runs in this process, every server in a child process."
+        "vs X = X's p50 / this p50 and this rate / X's rate (above 1: this is faster).\n"
+        "Every client runs in this process, every server in a child process; one-way events go\n"
+        "server -> client. The floor's one-way is raw 100-byte frames, one write each, counted\n"
+        "as bytes (no framing, no JSON); the hand-written NDJSON server batches 256 per write."
     )
     ours = [t for t in transports if t.kind == "ours" and t.key in figs]
     if ours and peers:

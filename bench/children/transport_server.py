@@ -11,8 +11,8 @@ Every transport answers the same two things over one connection:
 
 ``data`` may also carry ``"batch": B``: the plain server then streams with
 ``send_many`` in batches of B. The raw floor (``raw``) has no JSON: it echoes
-bytes, and a chunk starting with ``S`` asks for N 100-byte lines, written 256
-at a time. Servers that listen print ``listening`` on stdout once a client may
+bytes, and a chunk starting with ``S`` asks for N 100-byte lines, one write
+each. Servers that listen print ``listening`` on stdout once a client may
 connect; every child exits when its client hangs up.
 """
 
@@ -59,11 +59,8 @@ def serve_raw(fd: str) -> None:
         if not data:
             return
         if data[:1] == b"S":
-            n = int(data[1:])
-            batch = line * 256  # batched writes: the most a stream socket carries
-            for _ in range(n // 256):
-                sock.sendall(batch)
-            sock.sendall(line * (n % 256))
+            for _ in range(int(data[1:])):
+                sock.sendall(line)  # one write per frame, like a message API without batching
         else:
             sock.sendall(data)
 
