@@ -341,6 +341,45 @@ def open_qt_qt(name: str) -> Endpoint:
     return open_qt_server(name, qt_client=True)
 
 
+def open_peer_qt_plain(name: str) -> Endpoint:
+    """RPC as a tool would make it: ``Peer.request`` to a ``Peer`` on the Qt server."""
+    from aurora_dcc import Peer
+    from aurora_dcc.local_socket import LocalSocketChannel
+
+    address = socket_path(name)
+    proc = spawn("qt-peer", address)
+    wait_listening(proc)
+    channel = LocalSocketChannel.connect(address, timeout=START_TIMEOUT)
+    peer = Peer(channel)
+
+    def round_trip() -> None:
+        peer.request("bench.echo", REQUEST_DATA, timeout=10.0)
+
+    def stream(n: int) -> None:
+        done = threading.Event()
+        count = [0]
+
+        def on_event(_event: str, _data: Any) -> None:
+            count[0] += 1
+            if count[0] == n:
+                done.set()
+
+        unsubscribe = peer.on("bench.tick", on_event)
+        try:
+            peer.request("bench.stream", {"n": n}, timeout=60.0 + n / 10_000)
+            if not done.wait(10.0):
+                raise RuntimeError(f"only {count[0]} of {n} events arrived")
+        finally:
+            unsubscribe()
+
+    def close() -> None:
+        peer.close()
+        channel.close()
+        finish(proc)
+
+    return Endpoint(round_trip, stream, close, [proc])
+
+
 # -- peers -------------------------------------------------------------------------
 
 
@@ -480,6 +519,13 @@ TRANSPORTS = [
         "QtLSChannel(loop) | child QtLSServer",
         "ours",
         open_qt_qt,
+    ),
+    Transport(
+        "peer",
+        "aurora Peer.request",
+        "Peer(LSChannel) | child Peer(QtLSSrv)",
+        "ours",
+        open_peer_qt_plain,
     ),
     Transport(
         "mp",

@@ -192,6 +192,36 @@ def serve_qt(name: str) -> None:
     server.close()
 
 
+def serve_qt_peer(name: str) -> None:
+    """``Peer`` (RPC) over ``QtLocalSocketServer``: handlers on the Qt thread."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from qtpy import QtCore
+
+    from aurora_dcc import Peer
+    from aurora_dcc.qt_local_socket import QtLocalSocketServer
+
+    app = QtCore.QCoreApplication.instance() or QtCore.QCoreApplication([])
+    peers: list[Peer] = []
+
+    def on_connection(conn: Any) -> None:
+        conn.shutdown_state.on_shutdown(app.quit)
+        peer = Peer(conn)
+        peer.register("bench.echo", lambda **data: data)
+
+        def stream(n: int) -> None:
+            for i in range(n):
+                peer.emit("bench.tick", event_data(i))
+
+        peer.register("bench.stream", stream)
+        peers.append(peer)
+
+    server = QtLocalSocketServer(name)
+    server.on_connection(on_connection)
+    listening()
+    app.exec()
+    server.close()
+
+
 # -- the peers a user would otherwise pick --------------------------------------
 
 
@@ -266,6 +296,7 @@ SERVERS: dict[str, Callable[[str], None]] = {
     "stdio": serve_stdio,
     "plain": serve_plain,
     "qt": serve_qt,
+    "qt-peer": serve_qt_peer,
     "mp": serve_mp,
     "zmq": serve_zmq,
     "ipckit": serve_ipckit,
