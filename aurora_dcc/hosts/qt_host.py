@@ -69,6 +69,7 @@ class QtHost:
         self.rpc = RpcServer(self.server, handlers, name=self.peer_name)
         self.main = DccIpcChannel(f"{self.name}.main")
         self._backends: list[BackendHandle] = []
+        self._close_callbacks: list[Callable[[], None]] = []
         self._closed = False
         app.aboutToQuit.connect(self.close)
         if export_env:
@@ -115,11 +116,20 @@ class QtHost:
         self._backends.append(backend)
         return backend
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the host closes, before its clients go (to unhook callbacks)."""
+        self._close_callbacks.append(callback)
+
     def close(self) -> None:
         """Stop backends, close every client and the server. Idempotent, never raises."""
         if self._closed:
             return
         self._closed = True
+        for callback in self._close_callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("close callback %r failed", callback)
         for backend in self._backends:
             try:
                 backend.stop()
