@@ -6,6 +6,7 @@ loop running with ``qtbot.waitUntil`` while they work.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import subprocess
@@ -359,11 +360,20 @@ def test_frame_budget_keeps_a_5ms_timer_on_time_during_a_100000_message_flood(
     # thread ran; p90 still ~10 ms). So the 20 ms bound on the worst must hold in
     # one of up to three floods, unless other processes kept more than half a
     # CPU busy: then the machine is what would be measured, and the test says so.
+    # The test process's own heap (pytest, Qt, every test module) is frozen out
+    # of the cyclic GC meanwhile: a full collection of it alone stalls the main
+    # thread 30-60 ms, which says nothing about the channel. The flood's own
+    # objects are still collected.
     floods: list[tuple[float, float, float]] = []
-    for _ in range(3):
-        floods.append(flood_under_a_5ms_timer(channel, 100_000))
-        if floods[-1][0] <= 20.0:
-            break
+    gc.collect()
+    gc.freeze()
+    try:
+        for _ in range(3):
+            floods.append(flood_under_a_5ms_timer(channel, 100_000))
+            if floods[-1][0] <= 20.0:
+                break
+    finally:
+        gc.unfreeze()
     report = f"(worst late ms, p90 late ms, cpu ms between ticks) per flood: {floods}"
     assert all(cpu_ms <= 20.0 and p90_ms <= 20.0 for _, p90_ms, cpu_ms in floods), report
     if min(worst_ms for worst_ms, _, _ in floods) > 20.0:
