@@ -137,6 +137,7 @@ class _LocalLoop:
         self, done: Callable[[], bool], timeout: Optional[float], poll: Optional[Callable[[], None]]
     ) -> None:
         self.done, self.timed_out = done, False
+        deadline = None if timeout is None else time.monotonic() + timeout
         if timeout is not None:
             self.timer.start(_ms(timeout))
         if poll is not None:
@@ -144,7 +145,13 @@ class _LocalLoop:
             self.poller.start(_POLL_MS)
         try:
             while not done() and not self.timed_out:
-                self.loop.exec()
+                if self.loop.exec() < 0:
+                    # The application is quitting: Qt starts no nested loop until its
+                    # own exec() returns. Process events by hand, honouring the timeout.
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    _process_events_briefly()
+                    self.poll()
         finally:
             self.timer.stop()
             self.poller.stop()
@@ -662,9 +669,13 @@ def _ms_left(deadline: float) -> int:
 
 def _sleep_in_loop(seconds: float) -> None:
     """Wait ``seconds`` while the Qt loop keeps running (connect's back-off)."""
-    loop = QtCore.QEventLoop()
-    QtCore.QTimer.singleShot(max(1, int(seconds * 1000)), loop.quit)
-    loop.exec()
+    _LocalLoop().run(_never, seconds, None)
+
+
+def _process_events_briefly() -> None:
+    """Run pending events and wait a moment for more (while no nested loop can run)."""
+    QtCore.QCoreApplication.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 1)
+    time.sleep(_POLL_MS / 1000)
 
 
 class QtLocalSocketServer(IpcServer):

@@ -576,3 +576,27 @@ def test_qt_objects_deleted_underneath_never_raise_runtime_errors(
     conn.close()
     server.close()
     server.emit("nobody.listens")
+
+
+def test_waits_still_work_while_the_application_quits(qtbot: Any, qapp: Any) -> None:
+    """After app.quit() Qt runs no nested loop: waits fall back to processing events."""
+    server = QtLocalSocketServer(unique_name())
+    serve_echo(server)
+    client = QtLocalSocketChannel.connect(server.name)
+    outcome: dict[str, Any] = {}
+
+    def while_quitting() -> None:
+        qapp.quit()
+        client.send(IpcMessage.request("echo", 5, id="q1"))
+        outcome["reply"] = client.receive(timeout=5.0).data
+        started = time.monotonic()
+        try:
+            client.receive(timeout=0.3)
+        except ChannelTimeout:
+            outcome["timed_out_after"] = time.monotonic() - started
+
+    QtCore.QTimer.singleShot(0, while_quitting)
+    qapp.exec()
+    server.close()
+    assert outcome["reply"] == 5
+    assert 0.25 < outcome["timed_out_after"] < 3.0
