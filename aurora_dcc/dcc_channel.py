@@ -188,7 +188,7 @@ class DccIpcChannel(IpcChannel):
         return msg if msg is not None else self._queue.try_receive()
 
     def _take_ready(self) -> Optional[IpcMessage]:
-        """A message a drain took but did not dispatch (its handlers left), if any."""
+        """A message a drain took but did not dispatch (out of budget, handlers gone), if any."""
         if self._ready:
             try:
                 return self._ready.popleft()
