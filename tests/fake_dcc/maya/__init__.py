@@ -1,0 +1,1 @@
+"""Fake ``maya`` package: ``maya.cmds`` and ``maya.utils`` as far as aurora_dcc uses them."""
