@@ -37,7 +37,6 @@ FAKES = os.path.join(TESTS, "fake_dcc")
 @dataclass
 class Dcc:
     shim: str  # the aurora_dcc.hosts module
-    api: str  # the fake module holding the scene state (reset())
     host: str
     scene: str
     nodes: list[str]
@@ -91,7 +90,6 @@ def _max_hooks() -> int:
 DCCS = {
     "maya": Dcc(
         shim="aurora_dcc.hosts.maya",
-        api="maya.cmds",
         host="maya-2025",
         scene="/projects/shot010/scenes/layout.ma",
         nodes=["pCube1", "pCylinder1", "pSphere1", "persp", "top"],
@@ -104,7 +102,6 @@ DCCS = {
     ),
     "houdini": Dcc(
         shim="aurora_dcc.hosts.houdini",
-        api="hou",
         host="houdini-20.5.332",
         scene="/projects/shot010/layout.hip",
         nodes=["/obj", "/obj/cam1", "/obj/geo1", "/obj/geo1/box1", "/out", "/out/mantra1"],
@@ -117,7 +114,6 @@ DCCS = {
     ),
     "nuke": Dcc(
         shim="aurora_dcc.hosts.nuke",
-        api="nuke",
         host="nuke-15.1v2",
         scene="/projects/shot010/comp/shot010_comp_v003.nk",
         nodes=["Blur1", "Group1", "Group1.Blur2", "Merge1", "Read1", "Write1"],
@@ -130,7 +126,6 @@ DCCS = {
     ),
     "3dsmax": Dcc(
         shim="aurora_dcc.hosts.max3ds",
-        api="pymxs",
         host="3dsmax-2024",
         scene="C:\\projects\\shot010\\scenes\\layout_v012.max",
         nodes=["Box001", "Camera001", "Camera001.Target", "Sphere001"],
@@ -146,20 +141,25 @@ DCCS = {
 
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch, qapp: Any) -> Any:
-    """The fake DCC APIs on sys.path, reset; no host before or after; the env restored."""
+    """The fake DCC APIs on sys.path, imported afresh; no host before or after; env restored."""
     monkeypatch.syspath_prepend(FAKES)
     for var in (ENV_CHANNEL, ENV_TOKEN):  # set then deleted: undone even when a host sets it
         monkeypatch.setenv(var, "")
         monkeypatch.delenv(var)
+    _forget_fakes()
+    assert current_host() is None
     import fake_main_thread
 
-    fake_main_thread.reset()
-    for dcc in DCCS.values():
-        api = importlib.import_module(dcc.api)
-        api.reset()
-    assert current_host() is None
     yield fake_main_thread
     stop_host()
+    _forget_fakes()
+
+
+def _forget_fakes() -> None:
+    """Drop the fake modules (and their scenes) so nothing else in the process sees them."""
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(FAKES):
+            del sys.modules[name]
 
 
 def _connect(name: str) -> Peer:

@@ -29,11 +29,6 @@ def api_call(name: str) -> None:
         raise RuntimeError(f"{name} must be called on the main thread")
 
 
-def reset() -> None:
-    CALLS.clear()
-    VIOLATIONS.clear()
-
-
 class _Invoker(QtCore.QObject):
     """Lives on the main thread; its queued signal runs the slot there, later, from any thread."""
 

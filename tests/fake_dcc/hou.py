@@ -75,11 +75,6 @@ hipFile = _HipFile()
 ui = _UI()
 
 
-def reset() -> None:
-    _selected.clear()
-    _callbacks.clear()
-
-
 def applicationVersionString() -> str:
     api_call("hou.applicationVersionString")
     return VERSION

@@ -47,10 +47,6 @@ class _Root:
         return SCRIPT
 
 
-def reset() -> None:
-    _selected.clear()
-
-
 def root() -> _Root:
     api_call("nuke.root")
     return _Root()

@@ -73,10 +73,6 @@ class _Runtime:
         self.callbacks = _Callbacks()
         self._selected: list[str] = []
 
-    def reset(self) -> None:
-        self.callbacks.scripts.clear()
-        self._selected.clear()
-
     def Name(self, value: str) -> _Name:
         return _Name(value)
 
@@ -124,7 +120,3 @@ class _Runtime:
 
 
 runtime = _Runtime()
-
-
-def reset() -> None:
-    runtime.reset()

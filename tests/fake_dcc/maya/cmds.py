@@ -16,16 +16,10 @@ VERSION = "2025"
 SCENE = "/projects/shot010/scenes/layout.ma"
 NODES = ["persp", "top", "pCube1", "pSphere1", "pCylinder1"]
 
-_nodes: list[str] = list(NODES)
+_nodes = list(NODES)
 _selection: list[str] = []
 _jobs: dict[int, tuple[str, Callable[[], Any]]] = {}
 _job_ids = itertools.count(1)
-
-
-def reset() -> None:
-    _nodes[:] = NODES
-    _selection.clear()
-    _jobs.clear()
 
 
 BATCH = False
