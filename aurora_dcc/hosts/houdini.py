@@ -61,8 +61,8 @@ class HoudiniScene(SceneAdapter):
 
     def watch_selection(self, callback: Callable[[], None]) -> Optional[Unwatch]:
         ui = getattr(self.hou, "ui", None)
-        if ui is None or not hasattr(ui, "addSelectionCallback"):
-            return None
+        if not self.hou.isUIAvailable() or not hasattr(ui, "addSelectionCallback"):
+            return None  # no UI (hython), or Houdini before 20
 
         def on_selection(selection: Any) -> None:  # Houdini passes the selected items
             callback()

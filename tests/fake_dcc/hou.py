@@ -75,6 +75,11 @@ hipFile = _HipFile()
 ui = _UI()
 
 
+def isUIAvailable() -> bool:
+    api_call("hou.isUIAvailable")
+    return True
+
+
 def applicationVersionString() -> str:
     api_call("hou.applicationVersionString")
     return VERSION
