@@ -60,7 +60,7 @@ class HoudiniScene(SceneAdapter):
             self.hou.node(path).setSelected(True, clear_all_selected=False)
 
     def watch_selection(self, callback: Callable[[], None]) -> Optional[Unwatch]:
-        ui = getattr(self.hou, "ui", None)
+        ui: Any = getattr(self.hou, "ui", None)
         if not self.hou.isUIAvailable() or not hasattr(ui, "addSelectionCallback"):
             return None  # no UI (hython), or Houdini before 20
 
