@@ -296,6 +296,20 @@ def channel_endpoint(
     return Endpoint(round_trip, stream, close)
 
 
+def open_stdio_channel(name: str) -> Endpoint:
+    """Our legacy mode: ``StdioChannel`` over the child's pipes, the child a ``connect_stdio``."""
+    from aurora_dcc.stdio_channel import StdioChannel
+
+    proc = spawn("stdio-channel", "-", stdin=subprocess.PIPE)
+    channel = StdioChannel.serve_process(proc, name)
+    up = channel.receive(timeout=START_TIMEOUT)
+    if up.event != "bench.up":
+        raise RuntimeError(f"expected the child's bench.up, got {up!r}")
+    endpoint = channel_endpoint(channel, lambda: finish(proc))
+    endpoint.children.append(proc)
+    return endpoint
+
+
 def open_plain_pair(name: str, batch: Optional[int] = None) -> Endpoint:
     from aurora_dcc.local_socket import LocalSocketChannel
 
@@ -383,14 +397,10 @@ def open_peer_qt_plain(name: str) -> Endpoint:
 # -- peers -------------------------------------------------------------------------
 
 
-def open_mp(name: str) -> Endpoint:
-    from multiprocessing.connection import Client
-
-    path = socket_path(name)
-    proc = spawn("mp", path)
-    wait_listening(proc)
-    conn = Client(path, family="AF_UNIX")
-    send, recv = conn.send, conn.recv
+def object_client(
+    send: Callable[[Any], Any], recv: Callable[[], Any]
+) -> tuple[Callable[[], None], Callable[[int], None]]:
+    """Round trip and stream over a peer library's send(obj)/recv() -> obj."""
 
     def round_trip() -> None:
         request = request_dict()
@@ -401,6 +411,22 @@ def open_mp(name: str) -> Endpoint:
         send(stream_request(n))
         for _ in range(n):
             recv()
+
+    return round_trip, stream
+
+
+QUIT = {"type": "request", "id": "quit", "method": "bench.quit"}
+"""Ends a child whose transport cannot tell that its client left (zmq PAIR, ipckit)."""
+
+
+def open_mp(name: str) -> Endpoint:
+    from multiprocessing.connection import Client
+
+    path = socket_path(name)
+    proc = spawn("mp", path)
+    wait_listening(proc)
+    conn = Client(path, family="AF_UNIX")
+    round_trip, stream = object_client(conn.send, conn.recv)
 
     def close() -> None:
         conn.close()
@@ -419,21 +445,11 @@ def open_zmq(name: str) -> Endpoint:
     sock = ctx.socket(zmq.PAIR)
     sock.setsockopt(zmq.LINGER, 1000)
     sock.connect(endpoint_address)
-    dumps, loads = codec.dumps, codec.loads
-    send, recv = sock.send, sock.recv
-
-    def round_trip() -> None:
-        request = request_dict()
-        send(dumps(request))
-        check_reply(request, loads(recv()))
-
-    def stream(n: int) -> None:
-        send(dumps(stream_request(n)))
-        for _ in range(n):
-            loads(recv())
+    dumps, loads, send, recv = codec.dumps, codec.loads, sock.send, sock.recv
+    round_trip, stream = object_client(lambda obj: send(dumps(obj)), lambda: loads(recv()))
 
     def close() -> None:
-        send(dumps({"type": "request", "id": "q", "method": "bench.quit"}))
+        send(dumps(QUIT))
         sock.close()
         ctx.term()
         finish(proc)
@@ -448,21 +464,11 @@ def open_ipckit(name: str) -> Endpoint:
     socket_path(name, ".sock")  # ipckit listens at /tmp/<name>.sock: clear a stale one
     proc = spawn("ipckit", ipckit_name)
     wait_listening(proc)
-    stream_obj = ipckit.LocalSocketStream.connect(ipckit_name)
-    send, recv = stream_obj.send_json, stream_obj.recv_json
-
-    def round_trip() -> None:
-        request = request_dict()
-        send(request)
-        check_reply(request, recv())
-
-    def stream(n: int) -> None:
-        send(stream_request(n))
-        for _ in range(n):
-            recv()
+    connection = ipckit.LocalSocketStream.connect(ipckit_name)
+    round_trip, stream = object_client(connection.send_json, connection.recv_json)
 
     def close() -> None:
-        send({"type": "request", "id": "q", "method": "bench.quit"})
+        connection.send_json(QUIT)  # it has no close() to hang up with
         finish(proc)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join("/tmp", ipckit_name + ".sock"))
@@ -481,9 +487,16 @@ TRANSPORTS = [
     Transport(
         "stdio",
         "stdin/stdout NDJSON",
-        "client | child on pipes, flush/reply",
+        "client | child on pipes, flush/msg",
         "baseline",
         open_stdio,
+    ),
+    Transport(
+        "stdio-channel",
+        "aurora StdioChannel",
+        "StdioChannel | child connect_stdio",
+        "legacy",
+        open_stdio_channel,
     ),
     Transport(
         "ndjson",

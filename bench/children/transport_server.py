@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from aurora_dcc import codec
 
 FRAME = 100
+START_TIMEOUT = 30.0
 """Bytes of one raw frame (newline included)."""
 
 
@@ -157,6 +158,17 @@ def stream_many(conn: Any, n: int, batch: int) -> None:
         )
 
 
+def serve_stdio_channel(_address: str) -> None:
+    """A legacy-mode backend: ``StdioChannel.connect_stdio``, answering from its handler."""
+    from aurora_dcc.stdio_channel import StdioChannel
+
+    channel = StdioChannel.connect_stdio(timeout=START_TIMEOUT)
+    serve_channel(channel)
+    channel.emit("bench.up")  # the host may send from now on
+    while channel.is_connected:
+        time.sleep(0.2)
+
+
 def serve_plain(name: str) -> None:
     """``LocalSocketChannelServer``: handlers run on the connection's reader thread."""
     from aurora_dcc.local_socket import LocalSocketChannelServer
@@ -172,8 +184,8 @@ def serve_plain(name: str) -> None:
     server.close()
 
 
-def serve_qt(name: str) -> None:
-    """``QtLocalSocketServer`` in this process's own ``QCoreApplication`` loop."""
+def run_qt_server(name: str, on_connection: Callable[[Any], None]) -> None:
+    """A ``QtLocalSocketServer`` in this process's own ``QCoreApplication`` loop."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from qtpy import QtCore
 
@@ -181,30 +193,29 @@ def serve_qt(name: str) -> None:
 
     app = QtCore.QCoreApplication.instance() or QtCore.QCoreApplication([])
 
-    def on_connection(conn: Any) -> None:
+    def opened(conn: Any) -> None:
         conn.shutdown_state.on_shutdown(app.quit)  # runs on the Qt thread
-        serve_channel(conn)
+        on_connection(conn)
 
     server = QtLocalSocketServer(name)
-    server.on_connection(on_connection)
+    server.on_connection(opened)
     listening()
     app.exec()
     server.close()
 
 
+def serve_qt(name: str) -> None:
+    """``QtLocalSocketServer``: handlers on the Qt thread."""
+    run_qt_server(name, serve_channel)
+
+
 def serve_qt_peer(name: str) -> None:
     """``Peer`` (RPC) over ``QtLocalSocketServer``: handlers on the Qt thread."""
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from qtpy import QtCore
-
     from aurora_dcc import Peer
-    from aurora_dcc.qt_local_socket import QtLocalSocketServer
 
-    app = QtCore.QCoreApplication.instance() or QtCore.QCoreApplication([])
     peers: list[Peer] = []
 
     def on_connection(conn: Any) -> None:
-        conn.shutdown_state.on_shutdown(app.quit)
         peer = Peer(conn)
         peer.register("bench.echo", lambda **data: data)
 
@@ -215,11 +226,7 @@ def serve_qt_peer(name: str) -> None:
         peer.register("bench.stream", stream)
         peers.append(peer)
 
-    server = QtLocalSocketServer(name)
-    server.on_connection(on_connection)
-    listening()
-    app.exec()
-    server.close()
+    run_qt_server(name, on_connection)
 
 
 # -- the peers a user would otherwise pick --------------------------------------
@@ -294,6 +301,7 @@ SERVERS: dict[str, Callable[[str], None]] = {
     "raw": serve_raw,
     "ndjson": serve_ndjson,
     "stdio": serve_stdio,
+    "stdio-channel": serve_stdio_channel,
     "plain": serve_plain,
     "qt": serve_qt,
     "qt-peer": serve_qt_peer,
