@@ -43,7 +43,6 @@ class Dcc:
     pattern: str
     matches: list[str]
     select: list[str]
-    selected: list[str]  # the selection the DCC reports after ``select``
     user_select: Optional[Callable[[], list[str]]]  # the user selects in the DCC itself
     hooks: Callable[[], int]  # DCC callbacks aurora_dcc has registered
 
@@ -96,7 +95,6 @@ DCCS = {
         pattern="p*1",
         matches=["pCube1", "pCylinder1", "pSphere1"],
         select=["pCube1", "pCylinder1"],
-        selected=["pCube1", "pCylinder1"],
         user_select=_maya_user_select,
         hooks=_maya_hooks,
     ),
@@ -108,7 +106,6 @@ DCCS = {
         pattern="/obj/geo1*",
         matches=["/obj/geo1", "/obj/geo1/box1"],
         select=["/obj/geo1/box1", "/out/mantra1"],
-        selected=["/obj/geo1/box1", "/out/mantra1"],
         user_select=_houdini_user_select,
         hooks=_houdini_hooks,
     ),
@@ -120,7 +117,6 @@ DCCS = {
         pattern="*Blur*",
         matches=["Blur1", "Group1.Blur2"],
         select=["Write1", "Group1.Blur2"],
-        selected=["Write1", "Group1.Blur2"],  # in the order of the node graph
         user_select=None,  # Nuke has no selection notification: documented, not hooked
         hooks=lambda: 0,
     ),
@@ -132,7 +128,6 @@ DCCS = {
         pattern="Camera*",
         matches=["Camera001", "Camera001.Target"],
         select=["Sphere001", "Box001"],
-        selected=["Sphere001", "Box001"],
         user_select=_max_user_select,
         hooks=_max_hooks,
     ),
@@ -199,18 +194,18 @@ def test_a_dcc_host_serves_its_scene_on_the_main_thread(dcc: Dcc, fakes: Any, qt
         assert call("scene.ls", {"pattern": dcc.pattern}) == dcc.matches
         assert call("scene.ls", {"pattern": "nothing*"}) == []
 
-        assert call("scene.select", {"nodes": dcc.select}) == dcc.selected
-        qtbot.waitUntil(lambda: events == [dcc.selected])
-        assert call("scene.info")["selection"] == dcc.selected  # the DCC's own answer
+        assert call("scene.select", {"nodes": dcc.select}) == dcc.select
+        qtbot.waitUntil(lambda: events == [dcc.select])
+        assert call("scene.info")["selection"] == dcc.select  # the DCC's own answer
 
         error = refused("scene.select", {"nodes": [dcc.select[0], "no_such_node"]})
         assert error.data == {"missing": ["no_such_node"]}
         assert "no_such_node" in error.message
         refused("scene.select", {"nodes": dcc.select[0]})  # a name, not a list
         refused("scene.ls", {"pattern": 3})
-        assert call("scene.info")["selection"] == dcc.selected  # nothing changed
+        assert call("scene.info")["selection"] == dcc.select  # nothing changed
 
-        expected = [dcc.selected]
+        expected = [dcc.select]
         if dcc.user_select is not None:  # the user selects in the DCC, on its main thread
             expected.append(dcc.user_select())
             qtbot.waitUntil(lambda: events == expected)
