@@ -28,7 +28,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import math
 import os
+import resource
 import selectors
 import socket
 import statistics
@@ -83,6 +85,7 @@ class Transport:
 class Result:
     p50: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     rate: list[float] = field(default_factory=list)
     error: Optional[str] = None
 
@@ -586,21 +589,41 @@ def watchdog(endpoint: Endpoint, seconds: float) -> Iterator[None]:
         timer.cancel()
 
 
-def measure_latency(endpoint: Endpoint, rounds: int) -> tuple[float, float]:
+def cpu_seconds(children: list[subprocess.Popen[bytes]]) -> float:
+    """CPU time (user + system, every thread) of this process and ``children`` so far.
+
+    Less sensitive than wall time to other programs competing for the cores:
+    what each round trip costs, not how long it waited for a core. Linux only (NaN elsewhere).
+    """
+    if not os.path.exists("/proc/self/stat"):
+        return math.nan
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    total = usage.ru_utime + usage.ru_stime
+    for proc in children:
+        with open(f"/proc/{proc.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def measure_latency(endpoint: Endpoint, rounds: int) -> tuple[float, float, float]:
+    """p50 and p99 of a round trip, and CPU per round trip (client + server), in us."""
     round_trip = endpoint.round_trip
     for _ in range(max(10, rounds // 10)):  # warm-up
         round_trip()
     samples = []
     append = samples.append
+    cpu_before = cpu_seconds(endpoint.children)
     with watchdog(endpoint, 30.0 + rounds * 0.002):
         for _ in range(rounds):
             started = _perf_ns()
             round_trip()
             append(_perf_ns() - started)
+    cpu = (cpu_seconds(endpoint.children) - cpu_before) / rounds * 1e6
     samples.sort()
     p50 = samples[len(samples) // 2] / 1000
     p99 = samples[min(len(samples) - 1, (len(samples) * 99) // 100)] / 1000
-    return p50, p99
+    return p50, p99, cpu
 
 
 def measure_rate(endpoint: Endpoint, events: int) -> float:
@@ -633,9 +656,10 @@ def run(transports: list[Transport], rounds: int, events: int, repeats: int) -> 
                 if result.error is not None:
                     continue
                 try:
-                    p50, p99 = measure_latency(endpoint, rounds)
+                    p50, p99, cpu = measure_latency(endpoint, rounds)
                     result.p50.append(p50)
                     result.p99.append(p99)
+                    result.cpu.append(cpu)
                     result.rate.append(measure_rate(endpoint, events))
                 except Exception as exc:
                     result.error = f"{type(exc).__name__}: {exc}"
@@ -656,13 +680,13 @@ def run(transports: list[Transport], rounds: int, events: int, repeats: int) -> 
 class Figures:
     p50: float
     p99: float
+    cpu: float
     rate: float
 
 
 def figures(result: Result) -> Figures:
-    return Figures(
-        statistics.median(result.p50), statistics.median(result.p99), statistics.median(result.rate)
-    )
+    runs = (result.p50, result.p99, result.cpu, result.rate)
+    return Figures(*(statistics.median(values) for values in runs))
 
 
 def speedup(mine: Figures, other: Optional[Figures]) -> str:
@@ -682,10 +706,12 @@ def report(transports: list[Transport], results: dict[str, Result], repeats: int
         best_peer = Figures(
             min(figs[t.key].p50 for t in peers),
             min(figs[t.key].p99 for t in peers),
+            min(figs[t.key].cpu for t in peers),
             max(figs[t.key].rate for t in peers),
         )
     head = (
         f"{'transport':<26} {'topology (client | server)':<37} {'p50 us':>7} {'p99 us':>7}"
+        f" {'cpu us':>6}"
         f" {'one-way/s':>10} {'p50/floor':>9} {'rate/floor':>10}"
         f" {'vs stdio (lat/rate)':>19} {'vs best peer':>13}"
     )
@@ -701,12 +727,14 @@ def report(transports: list[Transport], results: dict[str, Result], repeats: int
         p50_floor = f"{f.p50 / floor.p50:.2f}x" if floor else "-"
         rate_floor = f"{f.rate / floor.rate:.2f}x" if floor else "-"
         print(
-            f"{t.label:<26} {t.topology:<37} {f.p50:7.1f} {f.p99:7.1f} {f.rate:10,.0f}"
+            f"{t.label:<26} {t.topology:<37} {f.p50:7.1f} {f.p99:7.1f} {f.cpu:6.0f} {f.rate:10,.0f}"
             f" {p50_floor:>9} {rate_floor:>10} {speedup(f, stdio):>19}"
             f" {speedup(f, best_peer):>13}"
         )
     print(
         "vs X = X's p50 / this p50 and this rate / X's rate (above 1: this is faster).\n"
+        "cpu us = CPU time of client + server per round trip (what it costs, not how long\n"
+        "it waited for a core: steadier than wall time on a busy machine).\n"
         "Every client runs in this process, every server in a child process; one-way events go\n"
         "server -> client. The floor's one-way is raw 100-byte frames, one write each, counted\n"
         "as bytes (no framing, no JSON); the hand-written NDJSON server batches 256 per write."

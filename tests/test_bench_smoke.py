@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
-FIGURES = re.compile(r"\s+\d+\.\d\s+\d+\.\d\s+[\d,]+\s")  # p50, p99, one-way msg/s
+FIGURES = re.compile(r"\s+\d+\.\d\s+\d+\.\d\s+(\d+|nan)\s+[\d,]+\s")  # p50 p99 cpu msg/s
 
 
 def load_transports() -> list[object]:
