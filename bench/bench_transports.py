@@ -6,7 +6,9 @@ response with the same ``id`` and data, and a request for N ~100-byte events
 streamed back as fast as the serving side's public API sends them. This
 process is the client of every pair; it measures
 
-* round trip: p50 and p99 of send-request -> response-received, in microseconds;
+* round trip: p50 and p99 of send-request -> response-received, in microseconds,
+  and the CPU time client + server spent per round trip (steadier than wall
+  time when other programs compete for the cores);
 * one way: events/s from asking for N events until the N-th arrived (decoded);
 
 each run ``--repeats`` times (interleaved across transports, so machine noise
@@ -73,16 +75,20 @@ class Endpoint:
 
 @dataclass
 class Transport:
+    """One row of the table: how to open the pair, and what it is."""
+
     key: str
     label: str
     topology: str
-    kind: str  # "floor", "baseline", "ours", "peer"
+    kind: str  # "floor", "baseline", "legacy", "ours" (checked against the targets), "peer"
     open: Callable[[str], Endpoint]
     requires: Optional[str] = None
 
 
 @dataclass
 class Result:
+    """A transport's figures, one per run, or why it has none."""
+
     p50: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
@@ -678,6 +684,8 @@ def run(transports: list[Transport], rounds: int, events: int, repeats: int) -> 
 
 @dataclass
 class Figures:
+    """The medians of a ``Result``."""
+
     p50: float
     p99: float
     cpu: float
