@@ -40,7 +40,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, Union
+from typing import Any, Callable, Optional, Protocol, TypeVar, Union
 
 from .address import MAX_UNIX_PATH, AddressInUse, claim_address, is_windows, resolve_address
 from .channel import IpcChannel
@@ -59,7 +59,7 @@ from .session import ready_message
 from .shutdown import ShutdownState
 from .stream_session import StreamSession
 
-__all__ = ["LocalSocketChannel", "LocalSocketChannelServer", "RetryPolicy"]
+__all__ = ["LocalSocketChannel", "LocalSocketChannelServer", "RetryPolicy", "Stream", "retrying"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ RECV_CHUNK = 256 * 1024
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 _SO_NOSIGPIPE = 0x1022
 
+_T = TypeVar("_T")
 _EVENT = IpcMessageType.EVENT
 _READY = IpcMessageType.READY
 
@@ -114,6 +115,29 @@ class RetryPolicy:
             out.append(min(delay, self.max_delay))
             delay *= 2
         return out
+
+
+def retrying(
+    retry: Union[RetryPolicy, int, None],
+    attempt: Callable[[], _T],
+    name: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> _T:
+    """``attempt()``, tried again per ``retry`` while it raises ``Disconnected``.
+
+    ``retry`` is what ``connect(retry=...)`` takes: a :class:`RetryPolicy`, a
+    number of attempts, or ``None`` (one attempt). ``sleep`` waits between
+    attempts (the Qt side passes one that keeps its event loop running).
+    """
+    policy = RetryPolicy(attempts=retry) if isinstance(retry, int) else retry
+    delays = policy.delays() if policy is not None else []
+    for delay in delays:
+        try:
+            return attempt()
+        except Disconnected:
+            log.debug("channel %r: no server yet, retrying in %.3fs", name, delay)
+            sleep(delay)
+    return attempt()
 
 
 class _Closed:
@@ -306,27 +330,21 @@ class LocalSocketChannel(IpcChannel):
         ``Disconnected`` when nobody serves ``name`` (after the attempts of
         ``retry``: a :class:`RetryPolicy`, a number of attempts, or ``None`` for one).
         """
-        policy = RetryPolicy(attempts=retry) if isinstance(retry, int) else retry
-        delays = policy.delays() if policy is not None else []
         address = resolve_address(name)
-        for attempt in itertools.count():
-            try:
-                return cls._connect_once(
-                    name,
-                    address,
-                    token,
-                    timeout,
-                    max_frame=max_frame,
-                    peer_name=peer_name,
-                    capacity=capacity,
-                    send_timeout=send_timeout,
-                )
-            except Disconnected:
-                if attempt >= len(delays):
-                    raise
-                log.debug("channel %r: no server yet, retrying in %.3fs", name, delays[attempt])
-                time.sleep(delays[attempt])
-        raise AssertionError("unreachable")  # pragma: no cover
+        return retrying(
+            retry,
+            lambda: cls._connect_once(
+                name,
+                address,
+                token,
+                timeout,
+                max_frame=max_frame,
+                peer_name=peer_name,
+                capacity=capacity,
+                send_timeout=send_timeout,
+            ),
+            name,
+        )
 
     @classmethod
     def _connect_once(
