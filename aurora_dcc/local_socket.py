@@ -294,7 +294,7 @@ class LocalSocketChannel(IpcChannel):
         )
         self._inbox = _Inbox(capacity, self.metrics)
         self._write_lock = threading.Lock()
-        self._delivering = threading.Lock()
+        self._delivering = threading.RLock()  # a handler may register another handler
         self._established = threading.Event()
         self._ended = threading.Event()
         self._settled = threading.Event()  # established or ended: what connect() waits for
@@ -656,26 +656,37 @@ class LocalSocketChannelServer(IpcServer):
             stream = self._listener.accept()
             if stream is None:
                 return
-            if isinstance(stream, socket.socket) and self._handshake_timeout is not None:
-                stream.settimeout(self._handshake_timeout)
-            conn = LocalSocketChannel(
-                stream,
-                f"{self._name}#{next(self._counter)}",
-                server=True,
-                token=self._token,
-                max_frame=self._max_frame,
-                peer_name=self._peer_name,
-                handlers=self._current_handlers,
-                on_established=self._opened,
-                on_closed=self._forget,
-                **self._channel_options,
-            )
+            try:
+                conn = self._open_connection(stream)
+            except Exception:  # keep serving the others
+                log.exception("server %r: could not set up a connection", self._name)
+                with contextlib.suppress(OSError):
+                    stream.close()
+                continue
             with self._lock:
-                if self._closed:
-                    conn.close()
-                    return
-                self._all.add(conn)
+                closed = self._closed
+                if not closed:
+                    self._all.add(conn)
+            if closed:
+                conn.close()
+                return
             conn._start_reader()
+
+    def _open_connection(self, stream: Stream) -> LocalSocketChannel:
+        if isinstance(stream, socket.socket) and self._handshake_timeout is not None:
+            stream.settimeout(self._handshake_timeout)
+        return LocalSocketChannel(
+            stream,
+            f"{self._name}#{next(self._counter)}",
+            server=True,
+            token=self._token,
+            max_frame=self._max_frame,
+            peer_name=self._peer_name,
+            handlers=self._current_handlers,
+            on_established=self._opened,
+            on_closed=self._forget,
+            **self._channel_options,
+        )
 
     def _current_handlers(self) -> list[str]:
         return list(self._handler_names)
