@@ -505,23 +505,28 @@ class LocalSocketChannel(IpcChannel):
         # Under _delivering, so a handler being registered (which takes the messages
         # already queued) and this delivery cannot cross: nothing is left behind.
         with self._delivering:
-            if not self._handlers and self._inbox.wait_for_room(self._has_handlers):
-                self._inbox.put_all(messages)
-                return
-            if len(self._inbox):
+            if self._handlers and len(self._inbox):
                 messages = self._inbox.take_all() + messages
-            handlers = tuple(self._handlers)
-            if len(handlers) != 1:
-                for msg in messages:
+            for index, msg in enumerate(messages):
+                handlers = self._handlers  # looked up per message: handlers may change
+                if not handlers:
+                    self._queue(messages[index:])
+                    return
+                if len(handlers) != 1:
                     self._dispatch(msg)
-                return
-            handler = handlers[0]  # the common case, without a loop per message
-            for msg in messages:
-                try:
-                    handler(msg)
+                    continue
+                try:  # the common case, one handler, without _dispatch's loop
+                    handlers[0](msg)
                 except Exception:
                     self.metrics.record_error()
-                    log.exception("channel %r: message handler %r raised", self._name, handler)
+                    log.exception("channel %r: message handler %r raised", self._name, handlers[0])
+
+    def _queue(self, messages: list[IpcMessage]) -> None:
+        """Into the inbox, once it has room; to the handler if one is registered meanwhile."""
+        if self._inbox.wait_for_room(self._has_handlers):
+            self._inbox.put_all(messages)
+        else:
+            self._deliver(messages)
 
     def _has_handlers(self) -> bool:
         return bool(self._handlers)

@@ -142,6 +142,8 @@ def test_close_wakes_a_blocked_receive_on_both_ends(server: LocalSocketChannelSe
         conn.emit("peer.gone")
     assert client.is_shutdown() and conn.is_shutdown()
     assert not conn.is_connected
+    with pytest.raises(Disconnected):  # closed and empty: polling learns it too
+        conn.try_receive()
 
 
 def test_handlers_run_on_the_reader_thread_and_get_earlier_messages_first(
@@ -169,6 +171,33 @@ def test_handlers_run_on_the_reader_thread_and_get_earlier_messages_first(
         assert done.wait(WAIT)
         assert got == list(range(6))
         assert any(name.startswith("aurora-read-") for name in threads)
+
+
+def test_a_handler_may_subscribe_and_unsubscribe_handlers(
+    server: LocalSocketChannelServer,
+) -> None:
+    client, conn = connect_pair(server)
+    with client:
+        seen: list[str] = []
+        done = threading.Event()
+
+        def second(msg: IpcMessage) -> None:
+            seen.append(f"second:{msg.event}")
+            if msg.event == "two":
+                done.set()
+
+        def first(msg: IpcMessage) -> None:
+            seen.append(f"first:{msg.event}")
+            unsubscribe_first()
+            conn.on_message(second)  # on the reader thread, inside a delivery
+
+        unsubscribe_first = conn.on_message(first)
+        client.emit("one")
+        client.emit("two")
+        assert done.wait(WAIT)
+        assert seen[0] == "first:one"
+        assert seen[-1] == "second:two"
+        assert "first:two" not in seen
 
 
 def test_wrong_token_is_refused_and_a_right_one_accepted(
