@@ -11,6 +11,14 @@ Each channel owns one socket and one daemon reader thread. The reader
 (``pong``, ``ready``, error responses) and delivers messages: straight to the
 ``on_message`` handlers, on the reader thread, when any are registered (the
 fast path), else into an inbox for ``receive()``/``try_receive()``.
+Writes (``send``, ``send_many`` for batches) go out under a lock, from
+whichever thread calls them.
+
+A handler runs on the reader thread, so while it runs nothing else is read
+from that connection: a handler must not wait for a reply on its own channel
+(hand such work to an executor), and a handler that sends much to a peer that
+is itself blocked sending to us waits at most ``send_timeout`` (then
+``SendFailed`` and the connection is closed; part of a frame may be out).
 
 Usage::
 
