@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from aurora_dcc import codec
 
 FRAME = 100
-START_TIMEOUT = 30.0
 """Bytes of one raw frame (newline included)."""
+START_TIMEOUT = 30.0
 
 
 def event_data(i: int) -> dict[str, Any]:
