@@ -160,8 +160,13 @@ def open_raw(_name: str) -> Endpoint:
     mine, theirs = socket.socketpair()
     proc = spawn("raw", str(theirs.fileno()), pass_fds=[theirs.fileno()], stdout=None)
     theirs.close()
+    return echo_endpoint(mine, proc)
+
+
+def echo_endpoint(sock: socket.socket, proc: subprocess.Popen[bytes]) -> Endpoint:
+    """The client of a bytes echo child (the floor, the bare Qt echo)."""
     frame = b"x" * (FRAME - 1) + b"\n"
-    recv, sendall = mine.recv, mine.sendall
+    recv, sendall = sock.recv, sock.sendall
 
     def round_trip() -> None:
         sendall(frame)
@@ -182,10 +187,20 @@ def open_raw(_name: str) -> Endpoint:
             got += len(chunk)
 
     def close() -> None:
-        mine.close()
+        sock.close()
         finish(proc)
 
     return Endpoint(round_trip, stream, close, [proc])
+
+
+def open_qt_bare(name: str) -> Endpoint:
+    """A bare ``QLocalServer`` echo in a child's Qt loop: Qt's own cost, without ours."""
+    path = socket_path(name)
+    proc = spawn("qt-bare", path)
+    wait_listening(proc)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    return echo_endpoint(sock, proc)
 
 
 def ndjson_client(
@@ -222,10 +237,10 @@ def ndjson_client(
     return round_trip, stream
 
 
-def open_ndjson(name: str) -> Endpoint:
-    """Hand-written AF_UNIX NDJSON + orjson, server batching its writes."""
+def open_ndjson(name: str, server: str = "ndjson") -> Endpoint:
+    """Hand-written AF_UNIX NDJSON + orjson client; by default the server batches its writes."""
     path = socket_path(name)
-    proc = spawn("ndjson", path)
+    proc = spawn(server, path)
     wait_listening(proc)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(path)
@@ -354,6 +369,11 @@ def open_qt_server(name: str, qt_client: bool) -> Endpoint:
     endpoint = channel_endpoint(channel, lambda: finish(proc))
     endpoint.children.append(proc)
     return endpoint
+
+
+def open_qt_ndjson(name: str) -> Endpoint:
+    """The hand-written NDJSON client against our Qt server: our server's cost alone."""
+    return open_ndjson(name, server="qt")
 
 
 def open_qt_plain(name: str) -> Endpoint:
@@ -527,6 +547,20 @@ TRANSPORTS = [
         "as above; events by send_many(256)",
         "ours",
         open_plain_batched,
+    ),
+    Transport(
+        "qt-bare",
+        "bare QLocalServer echo",
+        "client | child Qt loop, readAll+write",
+        "baseline",
+        open_qt_bare,
+    ),
+    Transport(
+        "qt-ndjson",
+        "aurora Qt srv+NDJSON cli",
+        "hand-written client | child QtLSServer",
+        "ours",
+        open_qt_ndjson,
     ),
     Transport(
         "qt-plain",
@@ -754,6 +788,12 @@ def report(transports: list[Transport], results: dict[str, Result], repeats: int
         for t in ours:
             cells = "".join(f" {speedup(figs[t.key], figs[p.key]):>24}" for p in peers)
             print(f"  {t.label:<26}{cells}")
+    bare = figs.get("qt-bare")
+    if bare:
+        print("Qt rows vs the bare QLocalServer echo (p50 ratio; what our code adds to Qt's loop)")
+        for t in transports:
+            if t.key.startswith(("qt-", "peer")) and t.key != "qt-bare" and t.key in figs:
+                print(f"  {t.label:<26} {figs[t.key].p50 / bare.p50:5.2f}x")
     return check_targets(transports, figs, floor, stdio, peers)
 
 

@@ -204,6 +204,44 @@ def run_qt_server(name: str, on_connection: Callable[[Any], None]) -> None:
     server.close()
 
 
+def serve_qt_bare(name: str) -> None:
+    """A bare ``QLocalServer`` echo in a Qt loop: what Qt itself costs, none of our code.
+
+    Speaks the raw floor's bytes protocol (echo; ``S<n>`` asks for n 100-byte
+    lines, one ``write`` each, which Qt buffers and sends when the loop runs).
+    """
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from qtpy import QtCore, QtNetwork
+
+    app = QtCore.QCoreApplication.instance() or QtCore.QCoreApplication([])
+    server = QtNetwork.QLocalServer()
+    line = b"x" * (FRAME - 1) + b"\n"
+    sockets: list[Any] = []
+
+    def on_new_connection() -> None:
+        sock = server.nextPendingConnection()
+        sockets.append(sock)
+        read_all, write = sock.readAll, sock.write
+
+        def on_ready_read() -> None:
+            data = read_all().data()
+            if data[:1] == b"S":
+                for _ in range(int(data[1:])):
+                    write(line)
+            else:
+                write(data)
+
+        sock.readyRead.connect(on_ready_read)
+        sock.disconnected.connect(app.quit)
+
+    server.newConnection.connect(on_new_connection)
+    if not server.listen(name):
+        raise SystemExit(f"cannot listen on {name!r}: {server.errorString()}")
+    listening()
+    app.exec()
+    server.close()
+
+
 def serve_qt(name: str) -> None:
     """``QtLocalSocketServer``: handlers on the Qt thread."""
     run_qt_server(name, serve_channel)
@@ -303,6 +341,7 @@ SERVERS: dict[str, Callable[[str], None]] = {
     "stdio": serve_stdio,
     "stdio-channel": serve_stdio_channel,
     "plain": serve_plain,
+    "qt-bare": serve_qt_bare,
     "qt": serve_qt,
     "qt-peer": serve_qt_peer,
     "mp": serve_mp,
