@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import signal
 import threading
 import time
 from collections import deque
@@ -57,6 +59,7 @@ log = logging.getLogger(__name__)
 QLocalServer = QtNetwork.QLocalServer
 QLocalSocket = QtNetwork.QLocalSocket
 _CONNECTED = QLocalSocket.LocalSocketState.ConnectedState
+_EVENT = IpcMessageType.EVENT
 _READY = IpcMessageType.READY
 _UNCONNECTED = QLocalSocket.LocalSocketState.UnconnectedState
 
@@ -66,6 +69,20 @@ _CLOSE_GRACE_MS = 2000
 """How long a closing socket may take to write what is still buffered before it is aborted."""
 _READ_BUFFER_SIZE = 1024 * 1024
 """Qt's read buffer per socket; everything in it is taken on each ``readyRead``."""
+_HOLD_BYTES = 64 * 1024
+"""Inside our ``readyRead`` slot, sends are held and written together, up to this many bytes."""
+_HOLD_SECONDS = 0.002
+"""...or until the oldest held byte is this old when the next send comes."""
+
+
+def _direct_writes_possible() -> bool:
+    """True if bytes may be written on a ``QLocalSocket``'s descriptor with ``os.write``.
+
+    Not on Windows (there the descriptor is a pipe handle), and only while
+    SIGPIPE is ignored (as Python and Qt set it up), so a write to a peer that
+    has just gone fails with EPIPE instead of killing the host application.
+    """
+    return os.name != "nt" and signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN
 
 
 def _require_app() -> None:
@@ -266,13 +283,26 @@ class QtLocalSocketChannel(IpcChannel):
         )
         self._on_established = on_established
         self._on_closed = on_closed
-        self._waiter = _Waiter(threading.get_ident())
+        self._owner = threading.get_ident()
+        self._waiter = _Waiter(self._owner)
         self._invoker = _Invoker()
         self._inbox: deque[IpcMessage] = deque()
         self._pending: deque[IpcMessage] = deque()  # decoded, not yet given to handlers
         self._outgoing: list[bytes] = []  # frames sent from other threads
         self._outgoing_lock = threading.Lock()
         self._reading = 0  # depth of our readyRead slot: Qt does not re-emit it meanwhile
+        # Qt thread: bytes not yet written (see _write); the timer writes them if an
+        # event loop runs before our slot returns (a handler's modal dialog, a nested wait).
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._held_since = 0.0
+        self._push_timer = QtCore.QTimer()
+        self._push_timer.setSingleShot(True)
+        self._push_timer.setInterval(0)
+        self._push_timer.timeout.connect(self._push_logging_failure)
+        self._push_timer_armed = False
+        self._fd: int = socket.socketDescriptor() if _direct_writes_possible() else -1
+        self._qt_queued = False  # bytes were handed to Qt's write buffer (maybe still there)
         self._closed = False
         self._closed_locally = False  # by close()/shutdown(), not by the peer leaving
         self._state.on_shutdown(self._on_shutdown)
@@ -355,6 +385,7 @@ class QtLocalSocketChannel(IpcChannel):
         session = channel._session
         session.start()
         channel._write(session.take_output())
+        channel._push()
         channel._waiter.wait(
             lambda: session.established or channel._closed, max(0.0, deadline - time.monotonic())
         )
@@ -393,7 +424,12 @@ class QtLocalSocketChannel(IpcChannel):
         Raises ``MessageTooLarge`` over the frame limit, ``ShuttingDown`` after
         ``close()``, ``Disconnected`` after the peer left.
         """
-        self.send_frame(self._session.encode(msg))
+        self.send_frame(encode_frame(msg, self._session.max_frame))
+
+    def emit(self, event: str, data: Any = None) -> None:
+        """Send an ``event`` message named ``event`` (as ``send`` does)."""
+        msg = IpcMessage(_EVENT, data, event=event)
+        self.send_frame(encode_frame(msg, self._session.max_frame))
 
     def send_frame(self, frame: bytes) -> None:
         """Send an already encoded frame (``emit`` to many connections encodes once)."""
@@ -401,12 +437,23 @@ class QtLocalSocketChannel(IpcChannel):
             if self._closed_locally:
                 raise ShuttingDown(f"channel {self._name!r} is closed: message not sent")
             raise Disconnected(f"channel {self._name!r}: the connection is closed")
-        if threading.get_ident() == self._waiter.owner:
-            socket = self._socket
-            if socket.write(frame) < 0:
-                raise SendFailed(f"channel {self._name!r}: write failed: {socket.errorString()}")
+        if threading.get_ident() == self._owner:
+            held = self._held
             if not self._reading:
-                socket.flush()  # else our readyRead slot flushes every reply of its batch at once
+                self._write(frame)
+                self._push()
+            elif held:
+                # Inside our readyRead slot (a handler is sending): the slot writes the
+                # batch when it returns; a long burst is written as it goes.
+                held.append(frame)
+                self._held_bytes += len(frame)
+                if (
+                    self._held_bytes >= _HOLD_BYTES
+                    or time.monotonic() - self._held_since >= _HOLD_SECONDS
+                ):
+                    self._push()
+            else:
+                self._write(frame)
             self.metrics.record_sent(len(frame))
             return
         with self._outgoing_lock:
@@ -418,9 +465,55 @@ class QtLocalSocketChannel(IpcChannel):
             self._invoker.call_soon(self._flush_outgoing)
 
     def _write(self, data: bytes) -> None:
-        """Queue ``data`` on the socket (Qt thread only); Qt writes it without blocking."""
-        if data and self._socket.write(data) < 0:
-            raise SendFailed(f"channel {self._name!r}: write failed: {self._socket.errorString()}")
+        """Qt thread: hold ``data`` for the next ``_push`` (which keeps the order of all writes)."""
+        if not data:
+            return
+        held = self._held
+        if not held:
+            self._held_since = time.monotonic()
+            if self._reading and not self._push_timer_armed:
+                self._push_timer_armed = True
+                self._push_timer.start()
+        held.append(data)
+        self._held_bytes += len(data)
+
+    def _push(self) -> None:
+        """Qt thread: write what is held, without blocking.
+
+        Straight to the descriptor when Qt has nothing queued: a write through
+        ``QLocalSocket`` arms and disarms Qt's write notifier, which costs event
+        dispatcher wake-ups and a loop iteration per reply (more than the rest
+        of a round trip). What the OS does not take at once is queued in Qt,
+        which writes it when the socket is writable (and reports any error).
+        """
+        held = self._held
+        if not held:
+            return
+        data = held[0] if len(held) == 1 else b"".join(held)
+        held.clear()
+        self._held_bytes = 0
+        if self._push_timer_armed:
+            self._push_timer_armed = False
+            self._push_timer.stop()
+        socket = self._socket
+        if not is_alive(socket):
+            return
+        fd = self._fd
+        if self._qt_queued and not socket.bytesToWrite():
+            self._qt_queued = False
+        # The descriptor check guards against a socket Qt has closed meanwhile.
+        if fd >= 0 and not self._qt_queued and socket.socketDescriptor() == fd:
+            try:
+                written = os.write(fd, data)
+            except OSError:  # full (EAGAIN), or gone: Qt's write reports the error
+                written = 0
+            if written == len(data):
+                return
+            data = data[written:]
+        if socket.write(data) < 0:
+            raise SendFailed(f"channel {self._name!r}: write failed: {socket.errorString()}")
+        self._qt_queued = True
+        socket.flush()
 
     def _flush_outgoing(self) -> None:
         """Qt thread: write what other threads sent (also when a close is pending)."""
@@ -430,9 +523,13 @@ class QtLocalSocketChannel(IpcChannel):
         socket = self._socket
         if not data or not is_alive(socket) or socket.state() != _CONNECTED:
             return
+        self._write(data)
+        self._push_logging_failure()
+
+    def _push_logging_failure(self) -> None:
+        """``_push`` where nobody could be told of a failure (slots, queued calls)."""
         try:
-            self._write(data)
-            socket.flush()
+            self._push()
         except SendFailed as exc:
             self.metrics.record_error()
             log.warning("%s", exc)
@@ -446,7 +543,7 @@ class QtLocalSocketChannel(IpcChannel):
             return
         self._session.announce(handlers)
         self._write(self._session.take_output())
-        self._socket.flush()
+        self._push()
 
     # -- receiving -------------------------------------------------------------
 
@@ -519,15 +616,16 @@ class QtLocalSocketChannel(IpcChannel):
             self._read_available()
         finally:
             self._reading -= 1
-        socket = self._socket
-        if is_alive(socket) and socket.bytesToWrite():
-            socket.flush()  # one write for every reply of this batch
+        if self._held:
+            self._push_logging_failure()  # one write for every reply of this batch
 
     def _read_available(self, force: bool = False) -> None:
         socket = self._socket
-        if (self._paused and not force) or not is_alive(socket) or not socket.bytesAvailable():
+        if (self._paused and not force) or not is_alive(socket):
             return
         data = socket.readAll().data()
+        if not data:
+            return
         session = self._session
         if session.must_close:
             return  # closing: what still arrives is discarded, not buffered
@@ -568,13 +666,16 @@ class QtLocalSocketChannel(IpcChannel):
             self._waiter.wake()
             return
         pending = self._pending
-        if self._inbox:  # what came before the first handler goes first
-            pending.extend(self._take_inbox())
-        pending.extend(messages)
-        # A handler may wait (nested loop) and read more, which lands in ``pending``
-        # behind the rest of this batch: order is kept.
-        while pending:
-            self._dispatch(pending.popleft())
+        if len(messages) == 1 and not pending and not self._inbox:
+            self._dispatch(messages[0])  # the common case, without the queue
+        else:
+            if self._inbox:  # what came before the first handler goes first
+                pending.extend(self._take_inbox())
+            pending.extend(messages)
+            # A handler may wait (nested loop) and read more, which lands in ``pending``
+            # behind the rest of this batch: order is kept.
+            while pending:
+                self._dispatch(pending.popleft())
         if self._waiter.waiting:
             self._waiter.wake()
 
@@ -627,6 +728,7 @@ class QtLocalSocketChannel(IpcChannel):
         socket = self._socket
         if not is_alive(socket) or socket.state() == _UNCONNECTED:
             return
+        self._push_logging_failure()
         socket.flush()  # writes what it can now, without blocking
         if socket.bytesToWrite() == 0:
             socket.abort()
