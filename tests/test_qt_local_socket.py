@@ -404,6 +404,96 @@ def test_fifty_clients_two_thousand_round_trips_each(qtbot: Any, make_server: An
     assert server.metrics.errors == 0
 
 
+def test_a_handlers_burst_reaches_the_client_while_the_handler_still_runs(
+    qtbot: Any, make_server: Any
+) -> None:
+    """Events a handler sends in a burst are written as it goes, not all once it returns."""
+    server = make_server()
+    events = 100_000
+    first_arrived = threading.Event()
+    arrived_before_return: list[bool] = []
+
+    def on_connection(conn: Any) -> None:
+        def on_message(msg: IpcMessage) -> None:
+            for i in range(events):
+                conn.emit("tick", {"i": i})
+            # Still inside the handler: the client must have seen the first events.
+            arrived_before_return.append(first_arrived.wait(5.0))
+
+        conn.on_message(on_message)
+
+    server.on_connection(on_connection)
+
+    def client() -> list[int]:
+        with RawClient.connect(server.name, timeout=30.0) as raw:
+            raw.hello()
+            raw.send({"type": "request", "id": "b1", "method": "burst"})
+            numbers = [raw.recv()["data"]["i"]]
+            first_arrived.set()
+            numbers.extend(raw.recv()["data"]["i"] for _ in range(events - 1))
+            return numbers
+
+    assert in_thread(qtbot, client, timeout=60.0) == list(range(events))
+    assert arrived_before_return == [True]
+
+
+def test_a_reply_is_written_while_its_handler_runs_an_event_loop(
+    qtbot: Any, make_server: Any
+) -> None:
+    """A handler that replies, then runs a local loop (a modal dialog, say): the reply goes out."""
+    server = make_server()
+    replied = threading.Event()
+    seen_inside_handler: list[bool] = []
+
+    def on_connection(conn: Any) -> None:
+        def on_message(msg: IpcMessage) -> None:
+            conn.send(IpcMessage.response(msg.id, "ack"))
+            loop = QtCore.QEventLoop()
+            poll = QtCore.QTimer()
+            poll.timeout.connect(lambda: replied.is_set() and loop.quit())
+            poll.start(5)
+            QtCore.QTimer.singleShot(5000, loop.quit)
+            loop.exec()
+            poll.stop()
+            seen_inside_handler.append(replied.is_set())
+
+        conn.on_message(on_message)
+
+    server.on_connection(on_connection)
+
+    def client() -> Any:
+        with RawClient.connect(server.name) as raw:
+            raw.hello()
+            reply = raw.request("confirm")
+            replied.set()
+            return reply["data"]
+
+    assert in_thread(qtbot, client) == "ack"
+    qtbot.waitUntil(lambda: bool(seen_inside_handler), timeout=10000)
+    assert seen_inside_handler == [True]
+
+
+def test_more_than_the_socket_takes_arrives_complete_and_in_order(
+    qtbot: Any, make_server: Any
+) -> None:
+    """Sends beyond what the OS buffers at once (the rest waits in Qt), then more after."""
+    server = make_server()
+    raw, _ready = in_thread(qtbot, lambda: raw_hello(server.name))
+    with raw:
+        conn = server.accept(timeout=5.0)
+        payload = "x" * 50_000
+        for i in range(200):  # ~10 MB: far more than a socket buffer holds
+            conn.emit("big", {"i": i, "pad": payload})
+
+        def read(n: int) -> list[int]:
+            return [raw.recv(timeout=20.0)["data"]["i"] for _ in range(n)]
+
+        assert in_thread(qtbot, lambda: read(200), timeout=60.0) == list(range(200))
+        for i in range(200, 210):  # written directly again once Qt's queue has drained
+            conn.emit("big", {"i": i, "pad": ""})
+        assert in_thread(qtbot, lambda: read(10)) == list(range(200, 210))
+
+
 def test_sends_from_other_threads_arrive_complete_and_in_order(
     qtbot: Any, make_server: Any
 ) -> None:
