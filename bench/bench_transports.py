@@ -56,6 +56,9 @@ FRAME = 100
 REQUEST_DATA = {"node": "pCube1", "attr": "translateX", "value": 1.5}
 """With the envelope and a fresh id, a request is ~100 bytes of JSON."""
 START_TIMEOUT = 30.0
+RECV_SIZE = 65536
+"""Bytes asked of each recv(): a 256 KiB buffer is over glibc's mmap threshold, so every
+call would map and unmap it (measured ~25 us per call), more than a round trip's floor."""
 _READY = IpcMessageType.READY
 
 _perf_ns = time.perf_counter_ns
@@ -172,7 +175,7 @@ def echo_endpoint(sock: socket.socket, proc: subprocess.Popen[bytes]) -> Endpoin
         sendall(frame)
         got = 0
         while got < FRAME:
-            chunk = recv(65536)
+            chunk = recv(RECV_SIZE)
             if not chunk:
                 raise EOFError("the echo child is gone")
             got += len(chunk)
@@ -181,7 +184,7 @@ def echo_endpoint(sock: socket.socket, proc: subprocess.Popen[bytes]) -> Endpoin
         sendall(b"S%d" % n)
         expected, got = n * FRAME, 0
         while got < expected:
-            chunk = recv(262144)
+            chunk = recv(RECV_SIZE)
             if not chunk:
                 raise EOFError("the echo child is gone")
             got += len(chunk)
@@ -212,7 +215,7 @@ def ndjson_client(
 
     def read_lines() -> list[bytes]:
         while True:
-            chunk = recv(262144)
+            chunk = recv(RECV_SIZE)
             if not chunk:
                 raise EOFError("the server is gone")
             lines = (buffer[0] + chunk).split(b"\n")
