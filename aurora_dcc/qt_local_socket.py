@@ -85,6 +85,22 @@ def _direct_writes_possible() -> bool:
     return os.name != "nt" and signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN
 
 
+class _Delivery(threading.local):
+    """Per thread: how many of our ``readyRead`` slots are running, and who holds bytes.
+
+    While one runs, every connection of the thread holds what handlers send
+    and writes it when the slot returns: a reply, or a broadcast to many
+    clients, costs one write per connection per batch instead of one per message.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.holding: list[QtLocalSocketChannel] = []
+
+
+_delivery = _Delivery()
+
+
 def _require_app() -> None:
     if app_instance() is None:
         raise IpcChannelError(
@@ -439,12 +455,12 @@ class QtLocalSocketChannel(IpcChannel):
             raise Disconnected(f"channel {self._name!r}: the connection is closed")
         if threading.get_ident() == self._owner:
             held = self._held
-            if not self._reading:
+            if not _delivery.depth:
                 self._write(frame)
                 self._push()
             elif held:
-                # Inside our readyRead slot (a handler is sending): the slot writes the
-                # batch when it returns; a long burst is written as it goes.
+                # Inside a readyRead slot of ours (a handler is sending, maybe to several
+                # connections): the slot writes when it returns; a long burst as it goes.
                 held.append(frame)
                 self._held_bytes += len(frame)
                 if (
@@ -471,9 +487,12 @@ class QtLocalSocketChannel(IpcChannel):
         held = self._held
         if not held:
             self._held_since = time.monotonic()
-            if self._reading and not self._push_timer_armed:
-                self._push_timer_armed = True
-                self._push_timer.start()
+            delivery = _delivery
+            if delivery.depth:
+                delivery.holding.append(self)
+                if not self._push_timer_armed:
+                    self._push_timer_armed = True
+                    self._push_timer.start()
         held.append(data)
         self._held_bytes += len(data)
 
@@ -492,9 +511,14 @@ class QtLocalSocketChannel(IpcChannel):
         data = held[0] if len(held) == 1 else b"".join(held)
         held.clear()
         self._held_bytes = 0
-        if self._push_timer_armed:
-            self._push_timer_armed = False
-            self._push_timer.stop()
+        try:
+            self._write_now(data)
+        finally:
+            if self._push_timer_armed:  # after the write: not on the reply's way out
+                self._push_timer_armed = False
+                self._push_timer.stop()
+
+    def _write_now(self, data: bytes) -> None:
         socket = self._socket
         if not is_alive(socket):
             return
@@ -611,13 +635,17 @@ class QtLocalSocketChannel(IpcChannel):
     # -- the Qt side: signals --------------------------------------------------
 
     def _on_ready_read(self) -> None:
+        delivery = _delivery
+        delivery.depth += 1
         self._reading += 1
         try:
             self._read_available()
         finally:
             self._reading -= 1
-        if self._held:
-            self._push_logging_failure()  # one write for every reply of this batch
+            delivery.depth -= 1
+        holding = delivery.holding
+        while holding:  # one write per connection for everything this batch sent
+            holding.pop()._push_logging_failure()
 
     def _read_available(self, force: bool = False) -> None:
         socket = self._socket

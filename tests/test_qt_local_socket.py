@@ -531,6 +531,23 @@ def test_emit_broadcasts_or_targets_one_connection(qtbot: Any, make_server: Any)
     assert server.metrics.messages_sent == 3
 
 
+def test_broadcast_from_a_handler_reaches_every_client_complete_and_in_order(
+    qtbot: Any, make_server: Any
+) -> None:
+    """Held while the handler runs (one write per connection), written when it returns."""
+    server = make_server()
+    server.on_connection(
+        lambda conn: conn.on_message(lambda msg: [server.emit("n", i) for i in range(1000)])
+    )
+    clients = [QtLocalSocketChannel.connect(server.name) for _ in range(3)]
+    for _ in clients:
+        server.accept(timeout=5.0)
+    clients[0].send(IpcMessage.request("go"))
+    for client in clients:
+        assert [client.receive(timeout=5.0).data for _ in range(1000)] == list(range(1000))
+    assert server.metrics.messages_sent == 3000
+
+
 def test_set_handlers_reannounces_ready(qtbot: Any, make_server: Any) -> None:
     server = make_server(handlers=["a"])
     client = QtLocalSocketChannel.connect(server.name)
