@@ -186,8 +186,10 @@ class _LocalLoop:
                     _process_events_briefly()
                     self.poll()
         finally:
-            self.timer.stop()
-            self.poller.stop()
+            if timeout is not None:
+                self.timer.stop()
+            if poll is not None:
+                self.poller.stop()
             self.done, self.poll = _never, _nothing
 
     def _on_timeout(self) -> None:
