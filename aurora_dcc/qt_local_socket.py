@@ -8,6 +8,14 @@ Qt thread, or into an inbox for ``receive()``. It speaks PROTOCOL.md, so the
 other end may be this class, the pure-Python ``LocalSocketChannel``, or any
 client written from the protocol page.
 
+Writing: a send outside our slots is written at once. What handlers send while
+a slot delivers is held and written when it returns (one write per connection
+per batch); a long burst is written every 64 KiB as it goes, and if the handler
+runs an event loop (a dialog, a nested wait) what it sent is written then. Bytes
+go straight to the socket's descriptor while Qt has none queued (Qt's own write
+path costs event-loop wake-ups per message); what the OS does not take at once
+is queued in Qt, which writes it as the peer reads.
+
 Usage (inside a running Qt application)::
 
     server = QtLocalSocketServer("auroraview_4711", token=token)
