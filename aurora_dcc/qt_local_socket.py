@@ -93,6 +93,20 @@ def _direct_writes_possible() -> bool:
     return os.name != "nt" and signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN
 
 
+def _writable_descriptor(socket: Any) -> int:
+    """The descriptor to write on directly, or -1 (see ``_direct_writes_possible``).
+
+    Only a non-blocking one (as Qt sets them up): a write must never block the Qt thread.
+    """
+    if not _direct_writes_possible():
+        return -1
+    fd = int(socket.socketDescriptor())
+    try:
+        return fd if fd >= 0 and not os.get_blocking(fd) else -1
+    except OSError:
+        return -1
+
+
 class _Delivery(threading.local):
     """Per thread: how many of our ``readyRead`` slots are running, and who holds bytes.
 
@@ -327,7 +341,7 @@ class QtLocalSocketChannel(IpcChannel):
         self._push_timer.setInterval(0)
         self._push_timer.timeout.connect(self._push_logging_failure)
         self._push_timer_armed = False
-        self._fd: int = socket.socketDescriptor() if _direct_writes_possible() else -1
+        self._fd = _writable_descriptor(socket)
         self._qt_queued = False  # bytes were handed to Qt's write buffer (maybe still there)
         self._closed = False
         self._closed_locally = False  # by close()/shutdown(), not by the peer leaving

@@ -548,6 +548,24 @@ def test_broadcast_from_a_handler_reaches_every_client_complete_and_in_order(
     assert server.metrics.messages_sent == 3000
 
 
+def test_without_direct_writes_qt_writes_everything_in_order(
+    qtbot: Any, make_server: Any, monkeypatch: Any
+) -> None:
+    """Where the descriptor is not written directly (Windows pipes), Qt's own writes do it."""
+    import aurora_dcc.qt_local_socket as qt_local_socket
+
+    monkeypatch.setattr(qt_local_socket, "_direct_writes_possible", lambda: False)
+    server = make_server()
+    server.on_connection(
+        lambda conn: conn.on_message(lambda msg: [conn.emit("n", i) for i in range(1000)])
+    )
+    client = QtLocalSocketChannel.connect(server.name)
+    client.send(IpcMessage.request("go"))
+    assert [client.receive(timeout=5.0).data for _ in range(1000)] == list(range(1000))
+    client.send(IpcMessage.request("go"))
+    assert [client.receive(timeout=5.0).data for _ in range(1000)] == list(range(1000))
+
+
 def test_set_handlers_reannounces_ready(qtbot: Any, make_server: Any) -> None:
     server = make_server(handlers=["a"])
     client = QtLocalSocketChannel.connect(server.name)
