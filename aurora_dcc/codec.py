@@ -17,10 +17,13 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-__all__ = ["BACKEND", "DecodeError", "EncodeError", "dumps", "loads"]
+__all__ = ["BACKEND", "DecodeError", "EncodeError", "dumps", "dumps_line", "loads"]
 
 dumps: Callable[[Any], bytes]
 """Encode a JSON-able object to compact UTF-8 bytes (no trailing newline)."""
+
+dumps_line: Callable[[Any], bytes]
+"""Like ``dumps`` with the frame's ``\\n`` appended (orjson does it without a copy)."""
 
 loads: Callable[[bytes | bytearray | memoryview | str], Any]
 """Decode UTF-8 JSON bytes or str. Raises :data:`DecodeError` on bad input."""
@@ -46,14 +49,23 @@ except ImportError:  # pragma: no cover - exercised where orjson is missing
             raw = bytes(raw).decode("utf-8")  # strict: invalid UTF-8 raises
         return json.loads(raw)
 
+    def _json_dumps_line(obj: Any) -> bytes:
+        return (_encoder.encode(obj) + "\n").encode("utf-8")
+
     BACKEND = "json"
     dumps = _json_dumps
+    dumps_line = _json_dumps_line
     loads = _json_loads
     DecodeError = (ValueError, RecursionError)
     EncodeError = (TypeError, ValueError, RecursionError)
 else:
+
+    def _orjson_dumps_line(obj: Any) -> bytes:
+        return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+
     BACKEND = "orjson"
     dumps = orjson.dumps
+    dumps_line = _orjson_dumps_line
     loads = orjson.loads
     DecodeError = (orjson.JSONDecodeError, ValueError, RecursionError)
     EncodeError = (orjson.JSONEncodeError, TypeError, ValueError, RecursionError)

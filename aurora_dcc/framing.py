@@ -31,12 +31,12 @@ def encode_frame(msg: IpcMessage, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
     Checking on the sending side turns an oversized message into an error for
     the caller instead of a closed connection for everyone.
     """
-    raw = msg.to_bytes()
-    if len(raw) > max_frame:
+    frame = msg.to_frame()
+    if len(frame) > max_frame + 1:
         raise MessageTooLarge(
-            f"{msg.type.value} message of {len(raw)} bytes exceeds the {max_frame}-byte limit"
+            f"{msg.type.value} message of {len(frame) - 1} bytes exceeds the {max_frame}-byte limit"
         )
-    return raw + b"\n"
+    return frame
 
 
 class FrameDecoder:
@@ -76,20 +76,21 @@ class FrameDecoder:
             partial.clear()
         lines = data.split(b"\n")
         partial += lines.pop()
+        # Per-line work only where it is needed: most reads have no \r, no
+        # empty line, and are shorter than the limit altogether.
+        if b"\r" in data:
+            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        if b"" in lines:
+            lines = [line for line in lines if line]
         limit = self.max_frame
-        frames: list[bytes] = []
-        for line in lines:
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                continue
-            if len(line) > limit:
-                self._overflow()
-                return frames
-            frames.append(line)
+        if len(data) > limit:
+            for index, line in enumerate(lines):
+                if len(line) > limit:
+                    self._overflow()
+                    return lines[:index]
         if len(partial) > limit:
             self._overflow()
-        return frames
+        return lines
 
     def _overflow(self) -> None:
         self.overflowed = True

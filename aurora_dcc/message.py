@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import codec
 from .errors import ErrorCode, IpcError, SerializationError
@@ -54,7 +54,7 @@ class IpcMessage:
     """One protocol message. Absent fields are ``None`` and are not sent.
 
     Build messages with the class methods (``request``, ``response``,
-    ``error_response``, ``event``, ``ping``, ...) or the constructor.
+    ``error_response``, ``event_message``, ``ping``, ...) or the constructor.
     """
 
     __slots__ = ("data", "error", "event", "id", "method", "type")
@@ -78,39 +78,62 @@ class IpcMessage:
         self.event = event
         self.error = error
 
+    @classmethod
+    def _make(
+        cls,
+        msg_type: IpcMessageType,
+        data: Any,
+        msg_id: Optional[str] = None,
+        method: Optional[str] = None,
+        event: Optional[str] = None,
+        error: Optional[IpcError] = None,
+    ) -> IpcMessage:
+        # The constructor without its checks, for callers whose type is already
+        # an IpcMessageType: the hot paths (decode, events, requests) use it.
+        msg = cls.__new__(cls)
+        msg.type = msg_type
+        msg.data = {} if data is None else data
+        msg.id = msg_id
+        msg.method = method
+        msg.event = event
+        msg.error = error
+        return msg
+
     # -- constructors ------------------------------------------------------
 
     @classmethod
     def request(cls, method: str, data: Any = None, id: Optional[str] = None) -> IpcMessage:
-        return cls(IpcMessageType.REQUEST, data, id=id or new_message_id(), method=method)
+        return cls._make(_REQUEST, data, id or new_message_id(), method)
 
     @classmethod
     def response(cls, id: Optional[str], data: Any = None) -> IpcMessage:
-        return cls(IpcMessageType.RESPONSE, data, id=id)
+        return cls._make(_RESPONSE, data, id)
 
     @classmethod
     def error_response(
         cls, id: Optional[str], code: int, message: str, data: Any = None
     ) -> IpcMessage:
-        return cls(IpcMessageType.RESPONSE, id=id, error=IpcError(code, message, data))
+        return cls._make(_RESPONSE, None, id, error=IpcError(code, message, data))
 
     @classmethod
     def event_message(cls, event: str, data: Any = None) -> IpcMessage:
-        return cls(IpcMessageType.EVENT, data, event=event)
+        return cls._make(_EVENT, data, event=event)
 
     @classmethod
     def ping(cls, id: Optional[str] = None) -> IpcMessage:
-        return cls(IpcMessageType.PING, id=id or new_message_id())
+        return cls._make(IpcMessageType.PING, None, id or new_message_id())
 
     @classmethod
     def pong(cls, id: Optional[str]) -> IpcMessage:
-        return cls(IpcMessageType.PONG, id=id)
+        return cls._make(IpcMessageType.PONG, None, id)
 
     # -- encoding ----------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """The wire object: absent (``None``) fields are left out."""
-        out: dict[str, Any] = {"type": self.type.value}
+        # ``type`` goes in as the enum member: it is a str, and both JSON
+        # encoders write a str subclass as its value.
+        out: dict[str, Any] = {"type": self.type}
         if self.id is not None:
             out["id"] = self.id
         if self.method is not None:
@@ -123,14 +146,21 @@ class IpcMessage:
             out["error"] = self.error.to_dict()
         return out
 
-    def to_bytes(self) -> bytes:
-        """UTF-8 JSON without the frame's trailing newline."""
+    def _encode(self, dumps: Callable[[Any], bytes]) -> bytes:
         try:
-            return codec.dumps(self.to_dict())
+            return dumps(self.to_dict())
         except codec.EncodeError as exc:
             raise SerializationError(
                 f"cannot encode {self.type.value} message: {exc}", ErrorCode.INTERNAL_ERROR
             ) from exc
+
+    def to_bytes(self) -> bytes:
+        """UTF-8 JSON without the frame's trailing newline."""
+        return self._encode(codec.dumps)
+
+    def to_frame(self) -> bytes:
+        """UTF-8 JSON with the frame's trailing newline (see ``framing.encode_frame``)."""
+        return self._encode(codec.dumps_line)
 
     def to_json(self) -> str:
         return self.to_bytes().decode("utf-8")
@@ -138,42 +168,32 @@ class IpcMessage:
     @classmethod
     def from_dict(cls, obj: Any) -> IpcMessage:
         """Validate a decoded JSON value; raises ``SerializationError`` (-32600)."""
-        if not isinstance(obj, dict):
-            raise SerializationError(f"a message must be a JSON object, not {_kind(obj)}")
-        raw_id = obj.get("id")
-        msg_id = raw_id if isinstance(raw_id, str) else None
-        raw_type = obj.get("type")
-        if not isinstance(raw_type, str):
-            reason = "missing field 'type'" if raw_type is None else "field 'type' must be a string"
-            raise SerializationError(reason, message_id=msg_id)
-        msg_type = _TYPES.get(raw_type)
-        if msg_type is None:
-            raise SerializationError(f"unknown message type {raw_type!r}", message_id=msg_id)
-        if raw_id is not None and msg_id is None:
-            raise SerializationError("field 'id' must be a string")
-        method, event, error = obj.get("method"), obj.get("event"), obj.get("error")
-        if method is not None and not isinstance(method, str):
-            raise SerializationError("field 'method' must be a string", message_id=msg_id)
-        if event is not None and not isinstance(event, str):
-            raise SerializationError("field 'event' must be a string", message_id=msg_id)
-        if msg_type is IpcMessageType.REQUEST and method is None:
-            raise SerializationError("a request needs a string 'method'", message_id=msg_id)
-        if msg_type is IpcMessageType.EVENT and event is None:
-            raise SerializationError("an event needs a string 'event'", message_id=msg_id)
         try:
-            err = None if error is None else IpcError.from_dict(error)
-        except SerializationError as exc:
-            exc.message_id = msg_id
-            raise
-        msg = cls.__new__(cls)
-        msg.type = msg_type
-        data = obj.get("data")
-        msg.data = {} if data is None else data
-        msg.id = msg_id
-        msg.method = method
-        msg.event = event
-        msg.error = err
-        return msg
+            msg_type = _TYPES[obj["type"]]
+        except (KeyError, TypeError, IndexError):
+            msg_type = None
+        get = obj.get if obj.__class__ is dict else None
+        if msg_type is None or get is None:
+            _check(obj)  # raises, or passes a valid dict subclass
+            msg_type, get = _TYPES[obj["type"]], obj.get
+        msg_id, method, event = get("id"), get("method"), get("event")
+        # One test for the common, well-formed case: each field an exact str or absent.
+        if (
+            (msg_id is not None and msg_id.__class__ is not str)
+            or (method is not None and method.__class__ is not str)
+            or (event is not None and event.__class__ is not str)
+            or (method is None and msg_type is _REQUEST)
+            or (event is None and msg_type is _EVENT)
+        ):
+            _check(obj)  # raises, or passes str subclasses
+        error = get("error")
+        if error is not None:
+            try:
+                error = IpcError.from_dict(error)
+            except SerializationError as exc:
+                exc.message_id = msg_id
+                raise
+        return cls._make(msg_type, get("data"), msg_id, method, event, error)
 
     @classmethod
     def from_json(cls, raw: bytes | bytearray | memoryview | str) -> IpcMessage:
@@ -202,6 +222,35 @@ class IpcMessage:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items() if k != "type")
         return f"IpcMessage({self.type.value}{', ' if fields else ''}{fields})"
+
+
+_REQUEST = IpcMessageType.REQUEST
+_RESPONSE = IpcMessageType.RESPONSE
+_EVENT = IpcMessageType.EVENT
+
+
+def _check(obj: Any) -> None:
+    """Raise ``SerializationError`` saying why ``obj`` is not a message (the slow path)."""
+    if not isinstance(obj, dict):
+        raise SerializationError(f"a message must be a JSON object, not {_kind(obj)}")
+    raw_id = obj.get("id")
+    msg_id = raw_id if isinstance(raw_id, str) else None
+    raw_type = obj.get("type")
+    if not isinstance(raw_type, str):
+        reason = "missing field 'type'" if raw_type is None else "field 'type' must be a string"
+        raise SerializationError(reason, message_id=msg_id)
+    if raw_type not in _TYPES:
+        raise SerializationError(f"unknown message type {raw_type!r}", message_id=msg_id)
+    if raw_id is not None and msg_id is None:
+        raise SerializationError("field 'id' must be a string")
+    for field in ("method", "event"):
+        value = obj.get(field)
+        if value is not None and not isinstance(value, str):
+            raise SerializationError(f"field {field!r} must be a string", message_id=msg_id)
+    if raw_type == "request" and obj.get("method") is None:
+        raise SerializationError("a request needs a string 'method'", message_id=msg_id)
+    if raw_type == "event" and obj.get("event") is None:
+        raise SerializationError("an event needs a string 'event'", message_id=msg_id)
 
 
 def _kind(obj: Any) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from . import codec
 from .errors import (
     ErrorCode,
     IpcChannelError,
@@ -44,6 +45,8 @@ _HELLO = IpcMessageType.HELLO
 _READY = IpcMessageType.READY
 _PING = IpcMessageType.PING
 _RESPONSE = IpcMessageType.RESPONSE
+# Types the session itself looks at; everything else goes straight through.
+_SESSION_TYPES = frozenset((_HELLO, _READY, _PING))
 
 
 class StreamSession:
@@ -114,35 +117,52 @@ class StreamSession:
         if self.must_close:
             return []
         frames = self._decoder.feed(data)
-        delivered: list[IpcMessage] = []
         metrics = self.metrics
+        metrics.bytes_received += len(data)
+        metrics.messages_received += len(frames)
+        delivered: list[IpcMessage] = []
+        append = delivered.append
+        loads, from_dict, decode_error = codec.loads, IpcMessage.from_dict, codec.DecodeError
         for frame in frames:
-            metrics.record_received(len(frame) + 1)
             try:
-                msg = IpcMessage.from_json(frame)
+                try:
+                    obj = loads(frame)
+                except decode_error as exc:
+                    raise SerializationError(
+                        f"not valid JSON: {exc}", ErrorCode.PARSE_ERROR
+                    ) from exc
+                msg = from_dict(obj)
             except SerializationError as exc:
                 metrics.record_error()
                 self._reply(error_reply(exc))
                 continue
-            if not self.established and not self._open(msg):
+            if (msg.type in _SESSION_TYPES or not self.established) and not self._session_message(
+                msg
+            ):
                 if self.must_close:
                     return delivered
                 continue
-            msg_type = msg.type
-            if msg_type is _PING:
-                self._reply(IpcMessage.pong(msg.id))
-                continue
-            if msg_type is _HELLO:
-                # A repeated hello is answered like the first (idempotent).
-                self._reply(ready_message(self.peer_name, self._handler_names()))
-                continue
-            if msg_type is _READY and isinstance(msg.data, dict):
-                self.peer_info = msg.data
-            delivered.append(msg)
+            append(msg)
         if self._decoder.overflowed and not self.must_close:
             metrics.record_error()
             self._refuse(IpcError(ErrorCode.MESSAGE_TOO_LARGE, str(self._decoder.error())))
         return delivered
+
+    def _session_message(self, msg: IpcMessage) -> bool:
+        """Handle the handshake and ``ping``/``hello``/``ready``; True to deliver ``msg``."""
+        if not self.established and not self._open(msg):
+            return False
+        msg_type = msg.type
+        if msg_type is _PING:
+            self._reply(IpcMessage.pong(msg.id))
+            return False
+        if msg_type is _HELLO:
+            # A repeated hello is answered like the first (idempotent).
+            self._reply(ready_message(self.peer_name, self._handler_names()))
+            return False
+        if msg_type is _READY and isinstance(msg.data, dict):
+            self.peer_info = msg.data
+        return True
 
     def _open(self, msg: IpcMessage) -> bool:
         """Handle a message that arrives before the session is established.
