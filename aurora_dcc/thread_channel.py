@@ -20,7 +20,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sized
 from typing import Callable, Optional, Union
 
 from .channel import IpcChannel
@@ -66,10 +65,10 @@ class _BoundedQueue:
         self._not_empty = threading.Condition(lock)
         self._not_full = threading.Condition(lock)
         self._empty = threading.Condition(lock)
-        # CPython keeps a Condition's waiters in this deque: reading it under the
-        # lock lets get_many skip notify(), which costs as much as the take itself.
-        self._room_waiters: Sized = getattr(self._not_full, "_waiters", (None,))
-        self._empty_waiters: Sized = getattr(self._empty, "_waiters", (None,))
+        # Threads waiting for room / for the queue to empty: counted (under the
+        # lock) so get_many can skip notify(), which costs as much as the take.
+        self._room_waiters = 0
+        self._empty_waiters = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -103,7 +102,11 @@ class _BoundedQueue:
                 raise SendFailed(
                     f"queue full ({self.capacity} messages) for {timeout}s: message not sent"
                 )
-            self._not_full.wait(remaining)
+            self._room_waiters += 1
+            try:
+                self._not_full.wait(remaining)
+            finally:
+                self._room_waiters -= 1
         if self.closed:
             raise ShuttingDown("channel shut down while waiting for room: message not sent")
 
@@ -112,8 +115,9 @@ class _BoundedQueue:
         self.metrics.messages_received += 1
         if sent_at:
             self.metrics.record_latency(_perf() - sent_at)
-        self._not_full.notify()
-        if not self._items:
+        if self._room_waiters:
+            self._not_full.notify()
+        if not self._items and self._empty_waiters:
             self._empty.notify_all()
         return msg
 
@@ -150,15 +154,19 @@ class _BoundedQueue:
                 if sent_at:
                     metrics.record_latency(_perf() - sent_at)
                 batch.append(msg)
-            if len(self._room_waiters):
+            if self._room_waiters:
                 self._not_full.notify(count)
-            if not items and len(self._empty_waiters):
+            if not items and self._empty_waiters:
                 self._empty.notify_all()
             return batch
 
     def wait_empty(self, timeout: Optional[float]) -> bool:
         with self._lock:
-            return self._empty.wait_for(lambda: not self._items, timeout)
+            self._empty_waiters += 1
+            try:
+                return self._empty.wait_for(lambda: not self._items, timeout)
+            finally:
+                self._empty_waiters -= 1
 
     def close(self) -> None:
         with self._lock:
