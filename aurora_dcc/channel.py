@@ -79,6 +79,15 @@ class IpcChannel(ABC):
         return self._name
 
     @property
+    def peer_info(self) -> dict[str, object]:
+        """What the other side said of itself in its latest ``hello``/``ready``.
+
+        Socket channels fill it during the handshake (``peer``, ``pid``,
+        ``handlers``, ...); in-process channels have no handshake: ``{}``.
+        """
+        return {}
+
+    @property
     def shutdown_state(self) -> ShutdownState:
         return self._state
 

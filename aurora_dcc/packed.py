@@ -389,7 +389,7 @@ class BackendHandle:
         if self._peer is not None:
             return
         if not self._owns_rpc:
-            info = getattr(peer.channel, "peer_info", {})
+            info = peer.channel.peer_info
             if self._pid is None or info.get("pid") != self._pid:
                 return
         self._attach(peer)

@@ -472,8 +472,8 @@ class Peer:
     def _adopt_handshake(self, channel: IpcChannel) -> None:
         # A socket channel keeps the handshake to itself: the hello/ready it
         # exchanged is in its ``peer_info``, and that ready is not delivered.
-        info = getattr(channel, "peer_info", None)
-        if isinstance(info, dict) and info:
+        info = channel.peer_info
+        if info:
             self.remote_info = _without_token(info)
             if "handlers" in info:  # it was the other side's ready
                 self._ready.set()
