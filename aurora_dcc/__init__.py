@@ -7,13 +7,15 @@ Usage::
     a.emit("hello", {"from": "a"})
     b.receive(timeout=1.0).data        # {'from': 'a'}
 
-The core (this package's top level) never imports Qt; the Qt-side modules do,
-through qtpy.
+Importing the package imports no Qt: the Qt side (``qt_local_socket``,
+``qt_waker``, ``hosts.qt_host``) is imported where it is used, through qtpy,
+so a backend or a tool without Qt installed uses everything else.
 """
 
 from __future__ import annotations
 
 from .channel import IpcChannel, MessageHandler
+from .dcc_channel import DccIpcChannel, call_in_main_thread
 from .errors import (
     ChannelTimeout,
     Disconnected,
@@ -28,36 +30,53 @@ from .errors import (
     Unauthorized,
     UnsupportedProtocol,
 )
+from .factory import IpcChannelFactory, IpcMode, create_for_context
+from .local_socket import LocalSocketChannel, LocalSocketChannelServer, RetryPolicy
 from .message import IpcMessage, IpcMessageType, new_message_id
 from .metrics import IpcChannelMetrics, MetricsSnapshot
+from .packed import BackendError, BackendHandle, connect_backend, spawn_backend
 from .peer import HandlerRegistry, IpcCallError, Peer
+from .process_plugin import ProcessPlugin, plugin_context
 from .router import PluginRouter
+from .rpc_server import RpcServer
+from .server import IpcServer
+from .session import PROTOCOL_VERSION
 from .shutdown import OperationGuard, ShutdownState
 from .thread_channel import ThreadChannel
 
 __version__ = "0.1.0"
-PROTOCOL_VERSION = 1
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "BackendError",
+    "BackendHandle",
     "ChannelTimeout",
+    "DccIpcChannel",
     "Disconnected",
     "ErrorCode",
     "HandlerRegistry",
     "IpcCallError",
     "IpcChannel",
     "IpcChannelError",
+    "IpcChannelFactory",
     "IpcChannelMetrics",
     "IpcError",
     "IpcMessage",
     "IpcMessageType",
+    "IpcMode",
+    "IpcServer",
+    "LocalSocketChannel",
+    "LocalSocketChannelServer",
     "MessageHandler",
     "MessageTooLarge",
     "MetricsSnapshot",
     "OperationGuard",
     "Peer",
     "PluginRouter",
+    "ProcessPlugin",
     "ReceiveFailed",
+    "RetryPolicy",
+    "RpcServer",
     "SendFailed",
     "SerializationError",
     "ShutdownState",
@@ -66,5 +85,10 @@ __all__ = [
     "Unauthorized",
     "UnsupportedProtocol",
     "__version__",
+    "call_in_main_thread",
+    "connect_backend",
+    "create_for_context",
     "new_message_id",
+    "plugin_context",
+    "spawn_backend",
 ]
