@@ -673,11 +673,10 @@ class QtLocalSocketChannel(IpcChannel):
 
     def _read_available(self, force: bool = False) -> None:
         socket = self._socket
-        if (self._paused and not force) or not is_alive(socket):
+        # bytesAvailable() first: readAll() on a socket already closed makes Qt print a warning.
+        if (self._paused and not force) or not is_alive(socket) or not socket.bytesAvailable():
             return
         data = socket.readAll().data()
-        if not data:
-            return
         session = self._session
         if session.must_close:
             return  # closing: what still arrives is discarded, not buffered
