@@ -96,12 +96,19 @@ def test_a_registry_change_is_announced_once_to_each_client(rpc: RpcServer) -> N
 
 def test_a_client_that_leaves_is_no_longer_among_the_peers(rpc: RpcServer) -> None:
     stays, leaves = connect_client(rpc, "stays"), connect_client(rpc, "leaves")
-    try:
-        assert len(rpc.peers) == 2
-        leaves.channel.close()
+
+    def peers_become(count: int) -> bool:
+        # The server makes a client's Peer on its own thread, a moment after
+        # the client's connect() has returned.
         deadline = time.monotonic() + 5.0
-        while len(rpc.peers) != 1 and time.monotonic() < deadline:
+        while len(rpc.peers) != count and time.monotonic() < deadline:
             time.sleep(0.01)
+        return len(rpc.peers) == count
+
+    try:
+        assert peers_become(2)
+        leaves.channel.close()
+        assert peers_become(1)
         assert [peer.request("whoami", timeout=5.0) for peer in rpc.peers] == ["stays"]
     finally:
         stays.channel.close()
