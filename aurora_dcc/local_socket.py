@@ -6,19 +6,34 @@ named pipes on Windows (:mod:`aurora_dcc.win_pipe`), behind one API. The
 protocol rules themselves live in :class:`~aurora_dcc.stream_session.StreamSession`;
 this module only moves bytes and threads.
 
-Each channel owns one socket and one daemon reader thread. The reader
-``recv``\\ s big chunks, feeds the session, writes the replies the protocol owes
-(``pong``, ``ready``, error responses) and delivers messages: straight to the
-``on_message`` handlers, on the reader thread, when any are registered (the
-fast path), else into an inbox for ``receive()``/``try_receive()``.
+Each channel owns one socket. One thread at a time holds its *read turn*:
+it reads a big chunk, feeds the session, writes the replies the protocol
+owes (``pong``, ``ready``, error responses) and hands the messages over:
+straight to the ``on_message`` handlers when any are registered, else into an
+inbox for ``receive()``/``try_receive()``. Who reads:
+
+* a server-side connection (and a channel over pipes) has a daemon reader
+  thread for its whole life, so it answers pings and bad frames and notices a
+  hang-up even while the application reads nothing;
+* a client reads on demand. Without handlers, ``receive()`` reads the socket on
+  the calling thread (no hand-off between threads: a round trip's fast path);
+  a second caller waits for the first one's read, then takes what it queued or
+  reads in turn. While handlers are registered a reader thread delivers to
+  them; once none is left it stops (if it is inside a read then, it queues
+  what that read brings first). So a client without handlers answers a ``ping``, and
+  notices that the server left, only when it reads (or a send fails). ``Peer``
+  registers a handler, so it always has its reader thread.
+
 Writes (``send``, ``send_many`` for batches) go out under a lock, from
 whichever thread calls them.
 
-A handler runs on the reader thread, so while it runs nothing else is read
-from that connection: a handler must not wait for a reply on its own channel
-(hand such work to an executor), and a handler that sends much to a peer that
-is itself blocked sending to us waits at most ``send_timeout`` (then
-``SendFailed`` and the connection is closed; part of a frame may be out).
+A handler runs on the thread that read its message (the reader thread, or a
+``receive()`` caller when the handler was registered during its read), so
+while it runs nothing else is read from that connection: a handler must not
+wait for a reply on its own channel (hand such work to an executor), and a
+handler that sends much to a peer that is itself blocked sending to us waits
+at most ``send_timeout`` (then ``SendFailed`` and the connection is closed;
+part of a frame may be out).
 
 Usage::
 
@@ -37,7 +52,6 @@ import contextlib
 import itertools
 import logging
 import os
-import queue
 import selectors
 import shutil
 import socket
@@ -77,6 +91,7 @@ RECV_CHUNK = 256 * 1024
 # Linux: never raise SIGPIPE on a write to a dead peer (a DCC's embedded Python
 # may not ignore SIGPIPE the way python.exe does). macOS has SO_NOSIGPIPE instead.
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
+_DONT_WAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _SO_NOSIGPIPE = 0x1022
 
 _T = TypeVar("_T")
@@ -148,22 +163,20 @@ def retrying(
     return attempt()
 
 
-class _Closed:
-    """The inbox's end marker: whoever takes it puts it back for the next receiver."""
-
-
-_CLOSED = _Closed()
-
-
 class _Inbox:
-    """Messages waiting for ``receive()``.
+    """Messages read but not yet received, and the turn to read the stream.
 
-    A ``queue.SimpleQueue``: it is written in C and hands a message to a waiting
-    receiver with one wake-up, about half the cost of a ``threading.Condition``.
-    Only the reader thread puts. When ``capacity`` messages are waiting, the
-    reader waits for room before queueing its next read, so a consumer that falls
-    behind slows the sender down (the socket buffers fill) instead of growing
-    memory without bound (at most ``capacity`` plus one read's messages).
+    Everything is guarded by ``lock`` (``cond``'s lock: sections that do not wait
+    take the bare lock, which is cheaper). ``reading`` is the *read turn*: true while
+    one thread (the reader thread, or a ``receive()`` caller reading for itself)
+    reads the stream, so reads never interleave and the stream is never closed
+    under a reader. ``waiting`` counts the threads blocked on ``cond``, so a change
+    wakes them only when somebody waits (``notify`` costs even with no waiter).
+
+    The reader thread queues at most ``capacity`` messages (``wait_for_room``): a
+    consumer that falls behind slows the sender down (the socket buffers fill)
+    instead of growing memory without bound. A caller reading for itself reads
+    only when the inbox is empty, so it queues at most the rest of one read.
     """
 
     def __init__(self, capacity: int, metrics: IpcChannelMetrics) -> None:
@@ -171,86 +184,76 @@ class _Inbox:
             raise ValueError(f"capacity must be at least 1, not {capacity}")
         self.capacity = capacity
         self.metrics = metrics
-        self._queue: queue.SimpleQueue[Union[IpcMessage, _Closed]] = queue.SimpleQueue()
-        self._room = threading.Condition(threading.Lock())
-        self._full = False
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.messages: deque[IpcMessage] = deque()
+        self.reading = False
+        self.waiting = 0
         self.closed = False
         self.reason = "channel closed"
+        self._room_wanted = False
 
     def __len__(self) -> int:
-        return max(0, self._queue.qsize() - self.closed)
+        return len(self.messages)
 
-    def wait_for_room(self, stop: Callable[[], bool]) -> bool:
-        """Reader: wait while the inbox is full; False if ``stop()`` became true meanwhile."""
-        size = self._queue.qsize
-        if size() < self.capacity:
-            return True
-        with self._room:
-            self._full = True
-            try:
-                while size() >= self.capacity and not self.closed:
-                    if stop():
-                        return False
-                    self._room.wait(0.05)  # also covers a receiver that missed the flag
-            finally:
-                self._full = False
-        return True
+    # The methods below are called with ``lock`` held.
+
+    def wait(self, timeout: Optional[float]) -> None:
+        self.waiting += 1
+        try:
+            self.cond.wait(timeout)
+        finally:
+            self.waiting -= 1
+
+    def wake(self) -> None:
+        if self.waiting:
+            self.cond.notify_all()
 
     def put_all(self, messages: list[IpcMessage]) -> None:
-        if self.closed:
+        if self.closed or not messages:
             return  # closed here: nobody is going to receive them
-        put = self._queue.put
-        for msg in messages:
-            put(msg)
-        self.metrics.observe_queue_length(self._queue.qsize())
+        self.messages.extend(messages)
+        self.metrics.observe_queue_length(len(self.messages))
+        self.wake()
 
-    def _taken(self, item: Union[IpcMessage, _Closed]) -> IpcMessage:
-        if isinstance(item, _Closed):
-            self._queue.put(item)  # for the next receiver
-            raise Disconnected(self.reason)
-        if self._full:
-            with self._room:
-                self._room.notify()
-        return item
+    def pop(self) -> IpcMessage:
+        msg = self.messages.popleft()
+        if self._room_wanted:
+            self.wake()
+        return msg
 
-    def get(self, timeout: Optional[float]) -> IpcMessage:
-        try:
-            item = self._queue.get(timeout=None if timeout is None else max(0.0, timeout))
-        except queue.Empty:
-            raise ChannelTimeout(f"no message within {timeout}s") from None
-        return self._taken(item)
-
-    def get_nowait(self) -> Optional[IpcMessage]:
-        try:
-            item = self._queue.get_nowait()
-        except queue.Empty:
-            return None
-        return self._taken(item)
+    # The methods below take ``lock`` themselves.
 
     def take_all(self) -> list[IpcMessage]:
-        taken: list[IpcMessage] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, _Closed):
-                self._queue.put(item)
-                break
-            taken.append(item)
-        if self._full:
-            with self._room:
-                self._room.notify()
+        with self.lock:
+            taken = list(self.messages)
+            self.messages.clear()
+            if self._room_wanted:
+                self.wake()
         return taken
+
+    def wait_for_room(self, stop: Callable[[], bool]) -> bool:
+        """Reader thread: wait while the inbox is full; False if ``stop()`` became true."""
+        if len(self.messages) < self.capacity:
+            return True
+        with self.cond:
+            self._room_wanted = True
+            try:
+                while len(self.messages) >= self.capacity and not self.closed:
+                    if stop():
+                        return False
+                    self.wait(0.05)  # looks at stop() again: a handler registered meanwhile
+            finally:
+                self._room_wanted = False
+        return True
 
     def close(self, reason: str) -> None:
         """Wake every receiver with ``Disconnected`` once the waiting messages are taken."""
-        with self._room:
+        with self.lock:
             if not self.closed:
                 self.closed = True
                 self.reason = reason
-                self._queue.put(_CLOSED)
-            self._room.notify_all()
+            self.wake()
 
 
 class LocalSocketChannel(IpcChannel):
@@ -263,15 +266,17 @@ class LocalSocketChannel(IpcChannel):
     ``on_message`` handler is registered are handed to it at registration
     (on the registering thread), then delivery continues on the reader thread.
     When the connection ends, either way, the channel's ``shutdown_state`` is
-    shut down, so whoever watches it (``Peer``) learns at once. After the peer
-    left, ``send`` raises ``Disconnected``; after a local close, ``ShuttingDown``.
+    shut down, so whoever watches it (``Peer``) learns at once; a client without
+    handlers learns it when it next reads or sends (see the module docstring).
+    After the peer left, ``send`` raises ``Disconnected``; after a local close,
+    ``ShuttingDown``.
 
     Usage::
 
         channel = LocalSocketChannel.connect("auroraview_4711", token=token, retry=5)
-        channel.announce(["tool.run"])           # a client that offers handlers
-        channel.on_message(print)                # runs on the reader thread
         channel.send(IpcMessage.request("scene.info"))
+        reply = channel.receive(timeout=5.0)     # read on this thread
+        channel.on_message(print)                # from now on, on the reader thread
     """
 
     def __init__(
@@ -306,13 +311,20 @@ class LocalSocketChannel(IpcChannel):
         self._established = threading.Event()
         self._ended = threading.Event()
         self._settled = threading.Event()  # established or ended: what connect() waits for
+        self._open = False  # the session is open (a bool: cheaper than Event.is_set per read)
         self._closing = False
+        self._closed_locally = False
+        self._ending = False  # the end is decided (under the inbox's lock): _end runs once
         self._on_established = on_established
         self._on_closed = on_closed
         self._reader: Optional[threading.Thread] = None
+        self._reader_running = False  # under the inbox's lock
+        self._recv = _chunk_reader(stream)
+        # A client socket reads on demand (module docstring); any other channel has a
+        # reader thread from _start_reader() on.
+        self._reads_on_demand = not server and isinstance(stream, socket.socket)
         if send_timeout is not None and isinstance(stream, socket.socket):
             _set_send_timeout(stream, send_timeout)
-        self._closed_locally = False
         self._state.on_shutdown(self._on_shutdown)
 
     # -- opening -----------------------------------------------------------
@@ -368,8 +380,7 @@ class LocalSocketChannel(IpcChannel):
         channel._session.start()
         try:
             channel._write(channel._session.take_output(), 1)
-            channel._start_reader()
-            if not channel._settled.wait(timeout):
+            if not channel._wait_settled(timeout):
                 raise ChannelTimeout(f"no ready from the server of {name!r} within {timeout}s")
             if channel._session.refusal is not None:
                 raise channel._session.refusal_exception()
@@ -380,7 +391,27 @@ class LocalSocketChannel(IpcChannel):
             raise
         return channel
 
+    def _wait_settled(self, timeout: float) -> bool:
+        """Wait until the session opened or the connection ended; False after ``timeout``."""
+        if not self._reads_on_demand:
+            self._start_reader()
+            return self._settled.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while not self._settled.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._inbox.lock:  # nobody else can read yet: the turn is free
+                self._inbox.reading = True
+            self._read_turn(remaining)  # what arrives with the ready waits in the inbox
+        return True
+
     def _start_reader(self) -> None:
+        """Start the reader thread (for good, unless this channel reads on demand)."""
+        with self._inbox.lock:
+            if self._reader_running or self._inbox.closed:
+                return
+            self._reader_running = True
         self._reader = threading.Thread(
             target=self._read_loop, name=f"aurora-read-{self._name}", daemon=True
         )
@@ -394,9 +425,19 @@ class LocalSocketChannel(IpcChannel):
         self._write(encode_frame(msg, self._session.max_frame), 1)
 
     def send_many(self, messages: list[IpcMessage]) -> None:
-        """Send several messages with one write (the fast way to stream events)."""
+        """Send several messages with one write (the fast way to stream events).
+
+        Nothing is sent if one of them is over the frame limit (``MessageTooLarge``).
+        """
+        if not messages:
+            return
+        frames = [msg.to_bytes() for msg in messages]
         max_frame = self._session.max_frame
-        self._write(b"".join([encode_frame(msg, max_frame) for msg in messages]), len(messages))
+        if max(map(len, frames)) > max_frame:
+            for msg in messages:
+                encode_frame(msg, max_frame)  # raises MessageTooLarge for the culprit
+        frames.append(b"")
+        self._write(b"\n".join(frames), len(messages))
 
     def announce(self, handlers: list[str]) -> None:
         """Send a ``ready`` listing ``handlers`` (this side's handler list changed)."""
@@ -407,7 +448,6 @@ class LocalSocketChannel(IpcChannel):
             if self._closed_locally:
                 raise ShuttingDown(f"channel {self._name!r} is closed: message not sent")
             raise Disconnected(f"channel {self._name!r}: the connection is closed")
-        metrics = self.metrics
         with self._write_lock:
             try:
                 self._stream.sendall(data, _SEND_FLAGS)
@@ -420,16 +460,80 @@ class LocalSocketChannel(IpcChannel):
             except OSError as exc:
                 self._close_stream()
                 raise Disconnected(f"channel {self._name!r}: the peer is gone ({exc})") from exc
-            metrics.messages_sent += count - 1
-            metrics.record_sent(len(data))
+            metrics = self.metrics
+            metrics.messages_sent += count
+            metrics.bytes_sent += len(data)
 
     # -- receiving ---------------------------------------------------------
 
     def receive(self, timeout: Optional[float] = None) -> IpcMessage:
-        return self._inbox.get(timeout)
+        msg = self._next_message(timeout)
+        if msg is None:
+            raise ChannelTimeout(f"no message within {timeout}s")
+        return msg
 
     def try_receive(self) -> Optional[IpcMessage]:
-        return self._inbox.get_nowait()
+        return self._next_message(0.0)
+
+    def _next_message(self, timeout: Optional[float]) -> Optional[IpcMessage]:
+        """The next message, or ``None`` once ``timeout`` passed (0: only what is there now).
+
+        From the inbox if one waits there; else, when the read turn is free and
+        no reader thread runs, read the stream on this thread (leader/follower:
+        a second caller waits until the first one's read, then takes what it
+        queued or reads in turn).
+        """
+        inbox = self._inbox
+        deadline = None if timeout is None else time.monotonic() + timeout
+        remaining = timeout
+        have_read = False
+        while True:
+            with inbox.lock:
+                while True:
+                    if inbox.messages:
+                        return inbox.pop()
+                    if inbox.closed:
+                        raise Disconnected(inbox.reason)
+                    can_read = not inbox.reading and not self._reader_running
+                    if can_read and not have_read:
+                        break  # the first read waits the whole timeout
+                    if deadline is not None:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return None
+                    if can_read:
+                        break
+                    inbox.wait(remaining)  # the reader queues, gives up its turn, or ends
+                inbox.reading = True  # this thread reads
+            have_read = True
+            msg = self._read_for_caller(remaining)
+            if msg is not None:
+                return msg
+
+    def _read_for_caller(self, wait: Optional[float]) -> Optional[IpcMessage]:
+        """``_next_message``'s read turn: read once, keep the first message, queue the rest.
+
+        The common case (no handler, the connection goes on) takes the inbox's
+        lock once; the others are ``_read_turn``'s.
+        """
+        messages, end = self._read_chunk(wait)
+        inbox = self._inbox
+        with inbox.lock:
+            # The inbox was empty when this thread took the turn, and only the turn's
+            # holder queues. A handler registered meanwhile takes what is queued
+            # under this lock (_handlers_changed), so it cannot miss these.
+            if end is None and not self._closing and not (messages and self._handlers):
+                inbox.reading = False
+                inbox.wake()
+                if not messages:
+                    return None
+                if len(messages) > 1:
+                    inbox.put_all(messages[1:])
+                return messages[0]
+        if messages:
+            self._hand_over(messages, by_reader=False)
+        self._give_back_turn(end)
+        return None
 
     def _queue_length(self) -> int:
         return len(self._inbox)
@@ -439,60 +543,112 @@ class LocalSocketChannel(IpcChannel):
             return
         # Hand over what arrived before this handler, before the reader delivers more.
         with self._delivering:
-            pending = self._inbox.take_all()
-            for msg in pending:
+            for msg in self._inbox.take_all():
                 self._dispatch(msg)
+        if self._reads_on_demand:
+            self._start_reader()  # delivers from now on, while handlers are registered
 
-    def _reader_of(self, stream: Stream) -> Callable[[], bytes]:
-        """A function returning the next chunk read from ``stream`` (``b""`` at EOF)."""
-        if not isinstance(stream, socket.socket):
-            recv = stream.recv
-            return lambda: recv(RECV_CHUNK)
-        # One buffer for every read: ``recv(256 KiB)`` would allocate (mmap) 256 KiB per
-        # call, which costs more than the read of a small frame itself.
-        buffer = bytearray(RECV_CHUNK)
-        view = memoryview(buffer)
-        recv_into = stream.recv_into
-
-        def read() -> bytes:
-            return view[: recv_into(buffer)].tobytes()
-
-        return read
+    def _wants_reader(self) -> bool:
+        return not self._reads_on_demand or bool(self._handlers)
 
     def _read_loop(self) -> None:
-        read = self._reader_of(self._stream)
-        session = self._session
-        reason = "the peer closed the connection"
+        """The reader thread: it holds the read turn from its first read to its exit."""
+        inbox = self._inbox
+        with inbox.lock:
+            while inbox.reading and not inbox.closed:  # a receive() caller is reading
+                inbox.wait(None)
+            if inbox.closed:
+                self._reader_running = False
+                return
+            inbox.reading = True
+        while True:
+            if not self._wants_reader():
+                with inbox.lock:  # under the lock: a handler may be registering right now
+                    stop = not self._wants_reader()
+                    if stop:
+                        self._reader_running = False
+                if stop:
+                    self._give_back_turn(None)  # receive() callers read for themselves now
+                    return
+            messages, end = self._read_chunk(None)
+            if messages:
+                self._hand_over(messages, by_reader=True)
+            if end is not None:
+                self._give_back_turn(end)
+                return
+
+    def _read_turn(self, wait: float) -> None:
+        """With the read turn held: read once (waiting at most ``wait`` seconds for
+        data), hand the messages over, give the turn back."""
+        messages, end = self._read_chunk(wait)
+        if messages:
+            self._hand_over(messages, by_reader=False)
+        self._give_back_turn(end)
+
+    def _give_back_turn(self, end: Optional[str]) -> bool:
+        """Let others read; or, if the connection ends, keep the turn (nothing reads a
+        closed stream) and end it. Returns False once it has ended."""
+        inbox = self._inbox
+        with inbox.lock:
+            if end is None and self._closing:
+                end = "closed by this side"  # its shutdown() woke this read
+            if end is None:
+                inbox.reading = False
+                inbox.wake()
+                return True
+            self._ending = True
+        self._end(end)
+        return False
+
+    def _hand_over(self, messages: list[IpcMessage], by_reader: bool) -> None:
+        """To the handlers if any are registered, else into the inbox."""
+        inbox = self._inbox
+        if not by_reader:
+            # A receive() caller took the turn with the inbox empty: no room to wait
+            # for. And the lock alone keeps a handler being registered from missing
+            # these: _handlers_changed takes the queued messages under it.
+            with inbox.lock:
+                if not self._handlers:
+                    inbox.put_all(messages)
+                    return
+        # Under _delivering, so a handler being registered (which takes the messages
+        # already queued) and this delivery cannot cross: nothing is left behind.
+        with self._delivering:
+            messages = self._deliver(messages)
+            while messages and by_reader and not inbox.wait_for_room(self._has_handlers):
+                messages = self._deliver(messages)
+            if messages:
+                with inbox.lock:
+                    inbox.put_all(messages)
+
+    def _read_chunk(self, wait: Optional[float]) -> tuple[list[IpcMessage], Optional[str]]:
+        """Read and decode one chunk: its messages, and why the connection ends, if it does."""
         try:
-            while True:
-                try:
-                    data = read()
-                except (socket.timeout, TimeoutError):
-                    reason = "no hello within the handshake timeout"
-                    break
-                except OSError as exc:
-                    reason = f"connection lost: {exc}"
-                    break
-                if not data:
-                    break
-                messages = session.feed(data)
-                output = session.take_output()
-                if output:
-                    self._write(output, output.count(b"\n"))
-                if session.established and not self._established.is_set():
-                    self._session_opened(messages)
-                if messages:
-                    self._deliver(messages)
-                if session.must_close:
-                    reason = "session refused or frame too large"
-                    break
+            data = self._recv(wait)
+        except (socket.timeout, TimeoutError):
+            return [], "no hello within the handshake timeout"
+        except OSError as exc:
+            return [], f"connection lost: {exc}"
+        if data is None:
+            return [], None  # nothing within ``wait``
+        if not data:
+            return [], "the peer closed the connection"
+        session = self._session
+        try:
+            messages = session.feed(data)
+            output = session.take_output()
+            if output:
+                self._write(output, output.count(b"\n"))
+            if not self._open and session.established:
+                self._session_opened(messages)
         except IpcChannelError as exc:  # a reply could not be written: the peer is gone
-            reason = str(exc)
+            return [], str(exc)
         except Exception:
-            log.exception("channel %r: reader failed", self._name)
-            reason = "reader failed"
-        finally:
-            self._end(reason)
+            log.exception("channel %r: reading failed", self._name)
+            return [], "reading failed"
+        if session.must_close:
+            return messages, "session refused or frame too large"
+        return messages, None
 
     def _session_opened(self, messages: list[IpcMessage]) -> None:
         if not self._session.server:
@@ -504,46 +660,40 @@ class LocalSocketChannel(IpcChannel):
                     break
         if isinstance(self._stream, socket.socket) and self._stream.gettimeout() is not None:
             self._stream.settimeout(None)  # the handshake timeout is over
+        self._open = True
         self._established.set()
         self._settled.set()
         if self._on_established is not None:
             self._on_established(self)
 
-    def _deliver(self, messages: list[IpcMessage]) -> None:
-        # Under _delivering, so a handler being registered (which takes the messages
-        # already queued) and this delivery cannot cross: nothing is left behind.
-        with self._delivering:
-            if self._handlers and len(self._inbox):
-                messages = self._inbox.take_all() + messages
-            for index, msg in enumerate(messages):
-                handlers = self._handlers  # looked up per message: handlers may change
-                if not handlers:
-                    self._queue(messages[index:])
-                    return
-                if len(handlers) != 1:
-                    self._dispatch(msg)
-                    continue
-                try:  # the common case, one handler, without _dispatch's loop
-                    handlers[0](msg)
-                except Exception:
-                    self.metrics.record_error()
-                    log.exception("channel %r: message handler %r raised", self._name, handlers[0])
-
-    def _queue(self, messages: list[IpcMessage]) -> None:
-        """Into the inbox, once it has room; to the handler if one is registered meanwhile."""
-        if self._inbox.wait_for_room(self._has_handlers):
-            self._inbox.put_all(messages)
-        else:
-            self._deliver(messages)
+    def _deliver(self, messages: list[IpcMessage]) -> list[IpcMessage]:
+        """To the handlers, in order (under ``_delivering``); returns what no handler took."""
+        if self._handlers and len(self._inbox):
+            messages = self._inbox.take_all() + messages
+        for index, msg in enumerate(messages):
+            handlers = self._handlers  # looked up per message: handlers may change
+            if not handlers:
+                return messages[index:]
+            if len(handlers) != 1:
+                self._dispatch(msg)
+                continue
+            try:  # the common case, one handler, without _dispatch's loop
+                handlers[0](msg)
+            except Exception:
+                self.metrics.record_error()
+                log.exception("channel %r: message handler %r raised", self._name, handlers[0])
+        return []
 
     def _has_handlers(self) -> bool:
         return bool(self._handlers)
 
     def _end(self, reason: str) -> None:
-        """The reader is done: close the socket, tell the server and the state, wake waiters.
+        """Close the socket, tell the server and the state, wake waiters (once).
 
-        In that order, so a caller woken with ``Disconnected`` finds the channel
-        shut down and gone from the server's ``connections``.
+        Run by whoever decided the end under the inbox's lock (``_ending``): the
+        holder of the read turn, or ``_close_stream`` when nobody reads. In that
+        order, so a caller woken with ``Disconnected`` finds the channel shut
+        down and gone from the server's ``connections``.
         """
         self._closing = True
         with contextlib.suppress(OSError):
@@ -576,13 +726,19 @@ class LocalSocketChannel(IpcChannel):
             self._close_stream()
 
     def _close_stream(self) -> None:
-        """Stop the connection; the reader wakes (EOF) and finishes the close."""
+        """Stop the connection: whoever reads wakes (EOF) and ends it; if nobody reads, here."""
         self._closing = True
-        self._inbox.close(f"channel {self._name!r} was closed")
+        inbox = self._inbox
+        inbox.close(f"channel {self._name!r} was closed")
         with contextlib.suppress(OSError):  # already closed
             self._stream.shutdown(socket.SHUT_RDWR)
-        if self._reader is None:
-            self._end("closed before it was opened")
+        with inbox.lock:
+            end_here = not inbox.reading and not self._ending
+            if end_here:
+                self._ending = True
+                inbox.reading = True  # kept: nothing reads a closed stream
+        if end_here:
+            self._end("closed while nothing read")
 
     def close(self, timeout: float = 1.0) -> None:
         """Close the connection and wake blocked callers with ``Disconnected``. Idempotent."""
@@ -791,14 +947,74 @@ def _set_send_timeout(sock: socket.socket, seconds: float) -> None:
     """Make a blocked ``send`` give up after ``seconds`` while ``recv`` still blocks freely."""
     if is_windows():
         return
-    whole = int(seconds)
-    timeval = struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        _set_timeval(sock, socket.SO_SNDTIMEO, seconds)
         if sys.platform == "darwin":
             sock.setsockopt(socket.SOL_SOCKET, _SO_NOSIGPIPE, 1)
     except OSError as exc:  # pragma: no cover - exotic platforms
         log.debug("cannot set a send timeout: %s", exc)
+
+
+def _chunk_reader(stream: Stream) -> Callable[[Optional[float]], Optional[bytes]]:
+    """``read(wait)``: the next chunk from ``stream`` (``b""`` at EOF), or ``None`` if
+    nothing arrived within ``wait`` seconds (``None``: wait for data or EOF; only a
+    socket can be given a ``wait``, on Linux and macOS)."""
+    if not isinstance(stream, socket.socket):
+        recv = stream.recv
+        return lambda _wait: recv(RECV_CHUNK)
+    # One buffer for every read: ``recv(256 KiB)`` would allocate (mmap) 256 KiB per
+    # call, which costs more than the read of a small frame itself. Only the holder
+    # of the read turn reads, so the buffer is never shared.
+    buffer = bytearray(RECV_CHUNK)
+    view = memoryview(buffer)
+    recv_into = stream.recv_into
+    limit = _receive_limiter(stream)
+
+    def read(wait: Optional[float]) -> Optional[bytes]:
+        try:
+            if wait == 0.0:
+                size = recv_into(buffer, 0, _DONT_WAIT)
+            else:
+                limit(wait)
+                size = recv_into(buffer)
+        except BlockingIOError:  # nothing came: MSG_DONTWAIT, or SO_RCVTIMEO expired
+            return None
+        return view[:size].tobytes()
+
+    return read
+
+
+def _receive_limiter(sock: socket.socket) -> Callable[[Optional[float]], None]:
+    """``limit(wait)``: a blocked ``recv`` on ``sock`` gives up after at most ``wait``
+    seconds (``None``: never), through ``SO_RCVTIMEO``, so a timed read is one system
+    call instead of ``poll`` + ``recv``.
+
+    Setting the option is a system call too, so a limit between half of ``wait``
+    and ``wait`` is kept (a read that gives up early is simply made again), and a
+    new one is set a little under ``wait`` so that the next, slightly shorter,
+    wait of a caller with the same timeout keeps it.
+    """
+    current = [0.0]  # 0: no limit, the socket's default
+
+    def limit(wait: Optional[float]) -> None:
+        have = current[0]
+        if wait is None:
+            if have:
+                _set_timeval(sock, socket.SO_RCVTIMEO, 0.0)
+                current[0] = 0.0
+        elif not wait / 2 <= have <= wait:
+            have = max(wait * 0.9, 0.000_001)  # 0 would mean no limit
+            _set_timeval(sock, socket.SO_RCVTIMEO, have)
+            current[0] = have
+
+    return limit
+
+
+def _set_timeval(sock: socket.socket, option: int, seconds: float) -> None:
+    """Set ``SO_SNDTIMEO`` or ``SO_RCVTIMEO`` (0: none)."""
+    whole = int(seconds)
+    timeval = struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, option, timeval)
 
 
 def _open_stream(address: str, timeout: float) -> Stream:
