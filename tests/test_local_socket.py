@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import stat
 import sys
 import threading
@@ -319,3 +320,125 @@ def test_a_client_that_never_says_hello_is_dropped(name: str) -> None:
         assert sock.recv(100) == b""  # closed by the server
         sock.close()
         assert server.connections == []
+
+
+# -- a client without handlers reads on the receiving thread -----------------
+
+
+def reader_threads(channel: LocalSocketChannel) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"aurora-read-{channel.name}"]
+
+
+def test_a_client_without_handlers_reads_on_the_receiving_thread(
+    server: LocalSocketChannelServer,
+) -> None:
+    client, conn = connect_pair(server)
+    with client:
+        assert reader_threads(client) == []
+        conn.emit("one")
+        conn.emit("two")
+        conn.send(IpcMessage.ping("p"))  # answered when the client reads
+        assert client.receive(WAIT).event == "one"
+        assert client.receive(WAIT).event == "two"  # queued by the first read, or read now
+        assert conn.receive(WAIT).type is IpcMessageType.PONG
+        assert client.try_receive() is None
+        conn.emit("three")
+        # Wait until it has arrived (not read: no reader thread), then poll for it.
+        assert select.select([client._stream], [], [], WAIT)[0]  # type: ignore[type-var]
+        got = client.try_receive()  # reads what has arrived, without blocking
+        assert got is not None and got.event == "three"
+        assert reader_threads(client) == []
+
+
+def test_a_handler_registered_later_gets_everything_in_order_then_receive_again(
+    server: LocalSocketChannelServer,
+) -> None:
+    client, conn = connect_pair(server)
+    with client:
+        for i in range(3):
+            conn.emit("tick", {"i": i})
+        assert client.receive(WAIT).data == {"i": 0}  # the rest of that read is queued
+        got: list[int] = []
+        threads: set[str] = set()
+        done = threading.Event()
+
+        def handle(msg: IpcMessage) -> None:
+            got.append(msg.data["i"])
+            threads.add(threading.current_thread().name)
+            if len(got) == 5:
+                done.set()
+
+        unsubscribe = client.on_message(handle)
+        for i in range(3, 6):
+            conn.emit("tick", {"i": i})
+        assert done.wait(WAIT)
+        assert got == [1, 2, 3, 4, 5]
+        assert f"aurora-read-{client.name}" in threads
+        unsubscribe()
+        for i in range(6, 9):
+            conn.emit("tick", {"i": i})
+        assert [client.receive(WAIT).data["i"] for _ in range(3)] == [6, 7, 8]
+        for thread in reader_threads(client):  # it stopped at the first read without handlers
+            thread.join(WAIT)
+        assert reader_threads(client) == []
+        assert got == [1, 2, 3, 4, 5]
+
+
+def test_the_server_closing_wakes_a_receive_blocked_in_its_read(
+    server: LocalSocketChannelServer,
+) -> None:
+    client, conn = connect_pair(server)
+    errors: list[BaseException] = []
+    blocked = threading.Event()
+
+    def wait_for_reply() -> None:
+        blocked.set()
+        try:
+            client.receive(timeout=30.0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=wait_for_reply)
+    waiter.start()
+    assert blocked.wait(WAIT)
+    conn.close()
+    waiter.join(WAIT)
+    assert not waiter.is_alive()
+    assert [type(e) for e in errors] == [Disconnected]
+    assert client.is_shutdown() and not client.is_connected
+    with pytest.raises(Disconnected):
+        client.emit("anyone?")
+
+
+def test_concurrent_receivers_get_distinct_messages_and_none_is_lost(
+    server: LocalSocketChannelServer,
+) -> None:
+    client, conn = connect_pair(server)
+    with client:
+        receivers, count = 3, 600
+        got: list[list[int]] = [[] for _ in range(receivers)]
+
+        def receive_all(k: int) -> None:
+            while True:
+                try:
+                    msg = client.receive(WAIT)
+                except Disconnected:
+                    return
+                if msg.event == "end":
+                    return
+                got[k].append(msg.data["i"])
+
+        threads = [threading.Thread(target=receive_all, args=(k,)) for k in range(receivers)]
+        for thread in threads:
+            thread.start()
+        for i in range(count):
+            conn.emit("tick", {"i": i})
+        for _ in range(receivers):
+            conn.emit("end")
+        for thread in threads:
+            thread.join(WAIT + 5.0)
+        assert not any(thread.is_alive() for thread in threads)
+        every = sorted(i for part in got for i in part)
+        assert every == list(range(count))  # each message once: none lost, none twice
+        for part in got:
+            assert part == sorted(part)  # each receiver sees them in order
