@@ -177,10 +177,9 @@ def serve_plain(name: str) -> None:
     server.on_connection(serve_channel)  # on the reader thread, before the first message
     listening()
     conn = server.accept(timeout=60.0)
-    # No hook tells this thread of the hang-up, and waiting in receive() would be
-    # woken by every delivery: look now and then instead.
-    while conn.is_connected:
-        time.sleep(0.2)
+    hung_up = threading.Event()
+    conn.shutdown_state.on_shutdown(hung_up.set)  # shut down when the connection ends
+    hung_up.wait()
     server.close()
 
 
