@@ -431,13 +431,12 @@ class LocalSocketChannel(IpcChannel):
         """
         if not messages:
             return
-        frames = [msg.to_bytes() for msg in messages]
+        frames = [msg.to_frame() for msg in messages]
         max_frame = self._session.max_frame
-        if max(map(len, frames)) > max_frame:
+        if max(map(len, frames)) > max_frame + 1:  # + 1: the newline
             for msg in messages:
                 encode_frame(msg, max_frame)  # raises MessageTooLarge for the culprit
-        frames.append(b"")
-        self._write(b"\n".join(frames), len(messages))
+        self._write(b"".join(frames), len(messages))
 
     def announce(self, handlers: list[str]) -> None:
         """Send a ``ready`` listing ``handlers`` (this side's handler list changed)."""
