@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any, Callable, Optional
 
-from .message import IpcMessage, IpcMessageType
+from .message import IpcMessage
 from .metrics import IpcChannelMetrics
 from .shutdown import ShutdownState
 
@@ -93,11 +93,11 @@ class IpcChannel(ABC):
 
     def send_json(self, data: Any) -> None:
         """Send ``data`` as the payload of a ``data`` message."""
-        self.send(IpcMessage(IpcMessageType.DATA, data))
+        self.send(IpcMessage.data_message(data))
 
     def emit(self, event: str, data: Any = None) -> None:
         """Send an ``event`` message named ``event``."""
-        self.send(IpcMessage(IpcMessageType.EVENT, data, event=event))
+        self.send(IpcMessage.event_message(event, data))
 
     def on_message(self, handler: MessageHandler) -> Callable[[], None]:
         """Register ``handler(msg)`` for incoming messages; returns an unsubscribe function."""

@@ -120,6 +120,10 @@ class IpcMessage:
         return cls._make(_EVENT, data, event=event)
 
     @classmethod
+    def data_message(cls, data: Any) -> IpcMessage:
+        return cls._make(IpcMessageType.DATA, data)
+
+    @classmethod
     def ping(cls, id: Optional[str] = None) -> IpcMessage:
         return cls._make(IpcMessageType.PING, None, id or new_message_id())
 
