@@ -470,7 +470,8 @@ def open_mp(name: str) -> Endpoint:
 def open_zmq(name: str) -> Endpoint:
     import zmq
 
-    endpoint_address = "ipc://" + socket_path(name)
+    path = socket_path(name)
+    endpoint_address = "ipc://" + path
     proc = spawn("zmq", endpoint_address)
     wait_listening(proc)
     ctx = zmq.Context()
@@ -485,6 +486,8 @@ def open_zmq(name: str) -> Endpoint:
         sock.close()
         ctx.term()
         finish(proc)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # zmq leaves its ipc:// socket file behind
 
     return Endpoint(round_trip, stream, close, [proc])
 

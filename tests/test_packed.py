@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import select
 import signal
@@ -16,6 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
+from aurora_dcc.address import temp_dir
 from aurora_dcc.errors import ErrorCode
 from aurora_dcc.packed import BackendError, BackendHandle, connect_backend, spawn_backend
 from aurora_dcc.peer import HandlerRegistry, IpcCallError
@@ -228,6 +230,9 @@ def test_backend_exits_when_its_host_does(
             assert wait_for_exit(backend_pid, 10.0)
         finally:
             host.kill()
+            # A SIGKILLed host cannot remove its socket file; don't leave it in /tmp.
+            for stale in glob.glob(os.path.join(temp_dir(), f"auroraview_{host.pid}_*")):
+                os.unlink(stale)
 
 
 def test_a_qt_host_spawns_a_backend_on_its_own_server_from_the_main_thread(qtbot: Any) -> None:
