@@ -53,7 +53,7 @@ from .address import AddressInUse, claim_address, resolve_address
 from .channel import IpcChannel
 from .errors import ChannelTimeout, Disconnected, IpcChannelError, SendFailed, ShuttingDown
 from .framing import DEFAULT_MAX_FRAME, encode_frame
-from .local_socket import RetryPolicy
+from .local_socket import RetryPolicy, retrying
 from .message import IpcMessage, IpcMessageType
 from .metrics import IpcChannelMetrics
 from .qt_compat import QtCore, app_instance, is_alive, local_socket_error_signal
@@ -378,20 +378,15 @@ class QtLocalSocketChannel(IpcChannel):
         attempts, or ``None`` for one; back-off waits keep the Qt loop running).
         """
         _require_app()
-        policy = RetryPolicy(attempts=retry) if isinstance(retry, int) else retry
-        delays = policy.delays() if policy is not None else []
         address = resolve_address(name)
-        for attempt in itertools.count():
-            try:
-                return cls._connect_once(
-                    name, address, token, timeout, max_frame, peer_name, capacity
-                )
-            except Disconnected:
-                if attempt >= len(delays):
-                    raise
-                log.debug("channel %r: no server yet, retrying in %.3fs", name, delays[attempt])
-                _sleep_in_loop(delays[attempt])
-        raise AssertionError("unreachable")  # pragma: no cover
+        return retrying(
+            retry,
+            lambda: cls._connect_once(
+                name, address, token, timeout, max_frame, peer_name, capacity
+            ),
+            name,
+            sleep=_sleep_in_loop,
+        )
 
     @classmethod
     def _connect_once(
