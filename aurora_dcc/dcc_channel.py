@@ -281,6 +281,12 @@ class DccIpcChannel(IpcChannel):
             if self._state.is_shutdown():
                 self._finish()
             return
+        if not self._ready and not self._queue._queue_length():
+            # Nothing queued (a wake for calls only, or already drained): return
+            # at once, so a worker released by a call above gets the GIL back.
+            if self._state.is_shutdown():
+                self._finish()
+            return
         try:
             guard = self._state.begin_operation()  # one per drain: the hot path
         except ShuttingDown:
