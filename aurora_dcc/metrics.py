@@ -51,6 +51,7 @@ class IpcChannelMetrics:
 
     __slots__ = (
         "_created_mono",
+        "_derive",
         "_latency_total",
         "_queue_length",
         "bytes_received",
@@ -64,7 +65,14 @@ class IpcChannelMetrics:
         "peak_queue_length",
     )
 
-    def __init__(self, queue_length: Optional[Callable[[], int]] = None) -> None:
+    def __init__(
+        self,
+        queue_length: Optional[Callable[[], int]] = None,
+        derive: Optional[Callable[[IpcChannelMetrics], None]] = None,
+    ) -> None:
+        """``queue_length`` reports the current queue; ``derive(metrics)``, called
+        by ``snapshot()`` first, fills counters a transport derives instead of
+        updating them per message (``ThreadChannel`` counts only its puts)."""
         self.messages_sent = 0
         self.messages_received = 0
         self.bytes_sent = 0
@@ -75,6 +83,7 @@ class IpcChannelMetrics:
         self.max_latency = 0.0
         self.peak_queue_length = 0
         self._queue_length = queue_length
+        self._derive = derive
         self.created_at = time.time()
         self._created_mono = time.monotonic()
 
@@ -100,6 +109,8 @@ class IpcChannelMetrics:
             self.peak_queue_length = length
 
     def snapshot(self) -> MetricsSnapshot:
+        if self._derive is not None:
+            self._derive(self)
         count = self.latency_count
         return MetricsSnapshot(
             messages_sent=self.messages_sent,

@@ -56,7 +56,9 @@ class _BoundedQueue:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, not {capacity}")
         self.capacity = capacity
-        self.metrics = metrics  # the receiving end's
+        self.metrics = metrics  # the receiving end's: latency is recorded there
+        self.puts = 0  # messages ever put
+        self.peak = 0  # longest the queue has been
         self.on_nonempty: Optional[Callable[[], None]] = None
         self.closed = False
         self._items: deque[tuple[IpcMessage, float]] = deque()
@@ -65,32 +67,33 @@ class _BoundedQueue:
         self._not_empty = threading.Condition(lock)
         self._not_full = threading.Condition(lock)
         self._empty = threading.Condition(lock)
-        # Threads waiting for room / for the queue to empty: counted (under the
-        # lock) so get_many can skip notify(), which costs as much as the take.
+        # Threads waiting for a message / for room / for the queue to empty:
+        # counted (under the lock) so that put and take skip notify() when
+        # nobody waits (it costs about as much as the put or take itself).
+        self._item_waiters = 0
         self._room_waiters = 0
         self._empty_waiters = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, msg: IpcMessage, timeout: Optional[float], sender: IpcChannelMetrics) -> None:
+    def put(self, msg: IpcMessage, timeout: Optional[float]) -> None:
         items = self._items
         with self._lock:
             if self.closed:
                 raise ShuttingDown("channel is shutting down: message not sent")
             if len(items) >= self.capacity:
                 self._wait_for_room(timeout)
-            # Metrics are plain attribute updates under the lock we hold anyway;
-            # latency is sampled (one message in LATENCY_SAMPLE) to keep the
-            # clock reads off most messages.
-            sender.messages_sent += 1
-            stamp = _perf() if sender.messages_sent % LATENCY_SAMPLE == 1 else 0.0
-            items.append((msg, stamp))
+            # The only counter kept per message: both ends' message counts are
+            # derived from it (ThreadChannel.metrics). Latency is sampled, one
+            # message in LATENCY_SAMPLE, to keep clock reads off the others.
+            self.puts = puts = self.puts + 1
+            items.append((msg, _perf() if puts % LATENCY_SAMPLE == 1 else 0.0))
             length = len(items)
-            receiver = self.metrics
-            if length > receiver.peak_queue_length:
-                receiver.peak_queue_length = length
-            self._not_empty.notify()
+            if length > self.peak:
+                self.peak = length
+            if self._item_waiters:
+                self._not_empty.notify()
         if length == 1 and self.on_nonempty is not None:
             self.on_nonempty()
 
@@ -112,7 +115,6 @@ class _BoundedQueue:
 
     def _pop(self) -> IpcMessage:
         msg, sent_at = self._items.popleft()
-        self.metrics.messages_received += 1
         if sent_at:
             self.metrics.record_latency(_perf() - sent_at)
         if self._room_waiters:
@@ -131,7 +133,11 @@ class _BoundedQueue:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise ChannelTimeout(f"no message within {timeout}s")
-                    self._not_empty.wait(remaining)
+                    self._item_waiters += 1
+                    try:
+                        self._not_empty.wait(remaining)
+                    finally:
+                        self._item_waiters -= 1
             return self._pop()
 
     def get_nowait(self) -> Optional[IpcMessage]:
@@ -146,7 +152,6 @@ class _BoundedQueue:
             if not count:
                 return []
             metrics = self.metrics
-            metrics.messages_received += count
             batch = []
             popleft = items.popleft
             for _ in range(count):
@@ -192,6 +197,7 @@ class ThreadChannel(IpcChannel):
     ) -> None:
         super().__init__(name, shutdown_state)
         self.send_timeout = send_timeout
+        self.metrics = IpcChannelMetrics(self._queue_length, derive=self._derive_counts)
         self._inbox = _BoundedQueue(capacity, self.metrics)
         self._outbox = self._inbox  # loopback until pair() connects two ends
         self._dispatcher: Optional[threading.Thread] = None
@@ -222,7 +228,7 @@ class ThreadChannel(IpcChannel):
     def send(self, msg: IpcMessage, timeout: Union[float, _Default, None] = _DEFAULT) -> None:
         """Queue ``msg``; waits up to ``timeout`` (default ``send_timeout``) when full."""
         wait = self.send_timeout if isinstance(timeout, _Default) else timeout
-        self._outbox.put(msg, wait, self.metrics)
+        self._outbox.put(msg, wait)
 
     def receive(self, timeout: Optional[float] = None) -> IpcMessage:
         return self._inbox.get(timeout)
@@ -236,6 +242,13 @@ class ThreadChannel(IpcChannel):
 
     def _queue_length(self) -> int:
         return len(self._inbox)
+
+    def _derive_counts(self, metrics: IpcChannelMetrics) -> None:
+        # Only this end puts into its outbox (the other end's inbox, or its own
+        # in a loopback), and what its inbox ever got less what waits was taken.
+        metrics.messages_sent = self._outbox.puts
+        metrics.messages_received = self._inbox.puts - len(self._inbox)
+        metrics.peak_queue_length = self._inbox.peak
 
     def wait_for_drain(self, timeout: Optional[float] = None) -> None:
         """Wait until in-flight operations end and the receiver has taken all we sent."""
