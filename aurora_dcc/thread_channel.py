@@ -46,8 +46,8 @@ _DEFAULT = _Default()
 class _BoundedQueue:
     """A deque guarded by one lock with three conditions; ``close()`` wakes all.
 
-    Items are ``(message, perf_counter at send, or 0.0 when not sampled)`` so
-    the receiver can measure latency. ``on_nonempty`` is called (outside the
+    One message in ``LATENCY_SAMPLE`` has its send time kept beside the queue,
+    so that the receiver can measure latency. ``on_nonempty`` is called (outside the
     lock) by the put that takes the queue from empty to non-empty: the hook
     ``DccIpcChannel`` wakes on.
     """
@@ -61,7 +61,10 @@ class _BoundedQueue:
         self.peak = 0  # longest the queue has been
         self.on_nonempty: Optional[Callable[[], None]] = None
         self.closed = False
-        self._items: deque[tuple[IpcMessage, float]] = deque()
+        self._items: deque[IpcMessage] = deque()
+        # Send times of sampled messages, as (sequence number, perf_counter):
+        # kept beside the queue so that the others carry nothing extra.
+        self._stamps: deque[tuple[int, float]] = deque()
         lock = threading.Lock()
         self._lock = lock
         self._not_empty = threading.Condition(lock)
@@ -88,7 +91,9 @@ class _BoundedQueue:
             # derived from it (ThreadChannel.metrics). Latency is sampled, one
             # message in LATENCY_SAMPLE, to keep clock reads off the others.
             self.puts = puts = self.puts + 1
-            items.append((msg, _perf() if puts % LATENCY_SAMPLE == 1 else 0.0))
+            items.append(msg)
+            if puts % LATENCY_SAMPLE == 1:
+                self._stamps.append((puts, _perf()))
             length = len(items)
             if length > self.peak:
                 self.peak = length
@@ -113,10 +118,18 @@ class _BoundedQueue:
         if self.closed:
             raise ShuttingDown("channel shut down while waiting for room: message not sent")
 
+    def _record_latency(self, taken: int) -> None:
+        """Latency of the sampled messages among the ``taken`` oldest (before the take)."""
+        stamps = self._stamps
+        last_taken = self.puts - len(self._items) + taken  # sequence numbers are 1-based
+        now = _perf()
+        while stamps and stamps[0][0] <= last_taken:
+            self.metrics.record_latency(now - stamps.popleft()[1])
+
     def _pop(self) -> IpcMessage:
-        msg, sent_at = self._items.popleft()
-        if sent_at:
-            self.metrics.record_latency(_perf() - sent_at)
+        if self._stamps:
+            self._record_latency(1)
+        msg = self._items.popleft()
         if self._room_waiters:
             self._not_full.notify()
         if not self._items and self._empty_waiters:
@@ -151,14 +164,10 @@ class _BoundedQueue:
             count = min(limit, len(items))
             if not count:
                 return []
-            metrics = self.metrics
-            batch = []
+            if self._stamps:
+                self._record_latency(count)
             popleft = items.popleft
-            for _ in range(count):
-                msg, sent_at = popleft()
-                if sent_at:
-                    metrics.record_latency(_perf() - sent_at)
-                batch.append(msg)
+            batch = [popleft() for _ in range(count)]
             if self._room_waiters:
                 self._not_full.notify(count)
             if not items and self._empty_waiters:

@@ -28,7 +28,7 @@ class QueueWithoutMetrics(_BoundedQueue):
                 raise ShuttingDown("closed")
             if len(items) >= self.capacity:
                 self._wait_for_room(timeout)
-            items.append((msg, 0.0))
+            items.append(msg)
             length = len(items)
             if self._item_waiters:
                 self._not_empty.notify()
@@ -36,7 +36,7 @@ class QueueWithoutMetrics(_BoundedQueue):
             self.on_nonempty()
 
     def _pop(self) -> IpcMessage:
-        msg, _ = self._items.popleft()
+        msg = self._items.popleft()
         if self._room_waiters:
             self._not_full.notify()
         if not self._items and self._empty_waiters:
