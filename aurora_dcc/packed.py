@@ -67,6 +67,7 @@ __all__ = [
     "BackendError",
     "BackendHandle",
     "BackendPeer",
+    "backend_mode",
     "connect_backend",
     "spawn_backend",
     "wait_closed",
@@ -619,6 +620,18 @@ def new_channel_name() -> str:
     return f"auroraview_{os.getpid()}_{secrets.token_hex(4)}"
 
 
+def backend_mode(mode: Union[IpcMode, str, None] = None) -> IpcMode:
+    """The transport a backend runs over: ``mode``, else ``AURORAVIEW_IPC_MODE``, else
+    ``local_socket``. Raises ``IpcChannelError`` for a mode a backend cannot use."""
+    if isinstance(mode, IpcMode):
+        ipc_mode = mode
+    else:
+        ipc_mode = IpcMode.parse(mode or os.environ.get(ENV_MODE) or IpcMode.LOCAL_SOCKET.value)
+    if ipc_mode not in (IpcMode.LOCAL_SOCKET, IpcMode.LEGACY):
+        raise IpcChannelError(f"a backend runs over local_socket or legacy, not {ipc_mode.value}")
+    return ipc_mode
+
+
 def spawn_backend(
     command: Command,
     *,
@@ -652,12 +665,7 @@ def spawn_backend(
     seconds (it is then stopped). ``wait_ready=False`` returns at once; call
     ``wait_ready()`` later.
     """
-    if isinstance(mode, IpcMode):
-        ipc_mode = mode
-    else:
-        ipc_mode = IpcMode.parse(mode or os.environ.get(ENV_MODE) or IpcMode.LOCAL_SOCKET.value)
-    if ipc_mode not in (IpcMode.LOCAL_SOCKET, IpcMode.LEGACY):
-        raise IpcChannelError(f"a backend runs over local_socket or legacy, not {ipc_mode.value}")
+    ipc_mode = backend_mode(mode)
     if server is not None and handlers is not None:
         raise ValueError("pass handlers to the RpcServer given as server, not to spawn_backend")
     if server is not None and ipc_mode is IpcMode.LEGACY:

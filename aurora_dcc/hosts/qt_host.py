@@ -30,12 +30,12 @@ from typing import Any, Callable, Optional, Union
 
 from ..dcc_channel import DccIpcChannel
 from ..factory import IpcMode
-from ..packed import BackendHandle, Command, spawn_backend
+from ..packed import BackendHandle, Command, backend_mode, spawn_backend
 from ..peer import F, HandlerRegistry
 from ..qt_compat import app_instance
 from ..qt_local_socket import QtLocalSocketServer
 from ..rpc_server import RpcServer
-from ..session import ENV_CHANNEL, ENV_MODE, ENV_TOKEN
+from ..session import ENV_CHANNEL, ENV_TOKEN
 
 __all__ = ["QtHost", "current_host", "start_host", "stop_host"]
 
@@ -105,9 +105,8 @@ class QtHost:
         In legacy mode the backend talks over its own pipes instead. Backends
         are stopped when the host closes.
         """
-        if isinstance(mode, str):
-            mode = IpcMode.parse(mode)
-        if (mode or IpcMode.parse(os.environ.get(ENV_MODE, "local_socket"))) is IpcMode.LEGACY:
+        mode = backend_mode(mode)
+        if mode is IpcMode.LEGACY:
             backend = spawn_backend(command, mode=mode, handlers=self.registry, **options)
         else:
             backend = spawn_backend(
