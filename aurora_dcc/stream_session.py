@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from . import codec
 from .errors import (
     ErrorCode,
     IpcChannelError,
@@ -122,16 +121,10 @@ class StreamSession:
         metrics.messages_received += len(frames)
         delivered: list[IpcMessage] = []
         append = delivered.append
-        loads, from_dict, decode_error = codec.loads, IpcMessage.from_dict, codec.DecodeError
+        decode = IpcMessage.from_json
         for frame in frames:
             try:
-                try:
-                    obj = loads(frame)
-                except decode_error as exc:
-                    raise SerializationError(
-                        f"not valid JSON: {exc}", ErrorCode.PARSE_ERROR
-                    ) from exc
-                msg = from_dict(obj)
+                msg = decode(frame)
             except SerializationError as exc:
                 metrics.record_error()
                 self._reply(error_reply(exc))
