@@ -110,7 +110,11 @@ def test_shutdown_wakes_a_blocked_sender_and_a_waiting_receiver_promptly() -> No
     idle = ThreadChannel("idle", send_timeout=None)
     sender, sent = run_in_thread(lambda: a.send(IpcMessage("data", 2)))
     receiver, received = run_in_thread(lambda: idle.receive())
-    time.sleep(0.05)  # let both threads block (there is no condition to wait on)
+    # Wait until both are really blocked: the queues count their waiters.
+    deadline = time.monotonic() + 5
+    while not (a._outbox._room_waiters and idle._inbox._item_waiters):
+        assert time.monotonic() < deadline, "the threads never blocked"
+        time.sleep(0.001)
     assert sender.is_alive() and receiver.is_alive()
     started = time.monotonic()
     a.shutdown()
