@@ -61,19 +61,35 @@ _BATCH = 256
 _WAIT_SLICE = 0.005
 
 
-class _Call:
-    """One ``call_in_main_thread`` request; the caller blocks on ``_done``."""
+_this_thread = threading.local()
 
-    __slots__ = ("_done", "args", "cancelled", "error", "fn", "result")
+
+def _new_reply_lock() -> threading.Lock:
+    """This thread's lock for awaiting main-thread calls: held, released by the main thread.
+
+    One per thread, reused (a thread waits for one call at a time): a new lock
+    per call costs more than the rest of the caller's side.
+    """
+    lock = _this_thread.reply_lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
+class _Call:
+    """One ``call_in_main_thread`` request; the caller blocks on ``done`` (held until it ran)."""
+
+    __slots__ = ("args", "cancelled", "done", "error", "fn", "result")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn = fn
         self.args = args
+        try:
+            self.done: threading.Lock = _this_thread.reply_lock
+        except AttributeError:
+            self.done = _new_reply_lock()
         self.result: Any = None
         self.error: Optional[BaseException] = None
         self.cancelled = False
-        self._done = threading.Lock()
-        self._done.acquire()
 
     def run(self) -> None:
         """Run on the main thread; the caller gets the result or the exception."""
@@ -83,15 +99,18 @@ class _Call:
             self.result = self.fn(*self.args)
         except BaseException as exc:  # re-raised in the caller's thread
             self.error = exc
-        self._done.release()
+        self.done.release()
 
     def fail(self, error: BaseException) -> None:
         self.error = error
-        self._done.release()
+        self.done.release()
 
     def wait(self, timeout: Optional[float]) -> Any:
-        if not self._done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+        """The caller's side: the result, or ``fn``'s exception, or ``ChannelTimeout``."""
+        if not self.done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
             self.cancelled = True  # not run later if still queued
+            # If it is running now, its release must not reach this thread's next call.
+            del _this_thread.reply_lock
             raise ChannelTimeout(f"{self.fn!r} did not run on the main thread within {timeout}s")
         if self.error is not None:
             raise self.error
@@ -213,23 +232,29 @@ class DccIpcChannel(IpcChannel):
         started), ``ShuttingDown`` when the channel or the application shuts
         down first, ``RuntimeError`` when the channel is not attached yet.
         """
-        self._state.check()
         waker = self._waker
         if waker is None:
+            self._state.check()
             raise RuntimeError(
                 f"channel {self._name!r} is not attached to a main thread yet: call attach() "
                 "once the QCoreApplication exists"
             )
         if waker.on_main_thread():
+            self._state.check()
             return fn(*args)
+        # The round trip's path: every bit of Python here or in _drain is time
+        # the other thread spends waiting for the GIL, so it is kept short.
         call = _Call(fn, args)
+        calls = self._calls
         with self._calls_lock:
-            if self._state.is_shutdown():  # checked under the lock _fail_calls takes
+            if self._state._shutting_down:  # checked under the lock _fail_calls takes
                 raise ShuttingDown("shutting down: call not run on the main thread")
-            self._calls.append(call)
-            first = len(self._calls) == 1
+            calls.append(call)
+            first = len(calls) == 1
         if first:
-            self._wake()
+            waker.wake()
+            if self._main_waiting:
+                self._arrived.set()
         result: T = call.wait(timeout)
         return result
 
@@ -274,17 +299,19 @@ class DccIpcChannel(IpcChannel):
 
     def _drain(self) -> None:
         """Main thread, on each wake: run calls, then dispatch until empty or out of budget."""
-        if self._calls:
-            self._run_calls()
+        calls = self._calls
+        while calls:
+            try:
+                call = calls.popleft()  # atomic: _fail_calls may empty it meanwhile
+            except IndexError:
+                break
+            call.run()
         handlers = self._handlers
-        if not handlers:
-            if self._state.is_shutdown():
-                self._finish()
-            return
-        if not self._ready and not self._queue._queue_length():
-            # Nothing queued (a wake for calls only, or already drained): return
-            # at once, so a worker released by a call above gets the GIL back.
-            if self._state.is_shutdown():
+        if not (handlers and (self._ready or self._queue._queue_length())):
+            # No handler, or nothing queued (a wake for calls only, or already
+            # drained): return at once, so a worker released by a call above
+            # gets the GIL back.
+            if self._state._shutting_down:
                 self._finish()
             return
         try:
@@ -326,18 +353,18 @@ class DccIpcChannel(IpcChannel):
         if self._waker is not None:
             self._waker.resume()  # out of budget: let the host paint, then continue
 
-    def _run_calls(self) -> None:
-        with self._calls_lock:
-            calls, self._calls = self._calls, deque()
-        for call in calls:
-            call.run()
-
     # -- shutdown --------------------------------------------------------------
 
     def _fail_calls(self) -> None:
+        """After shutdown: every queued call fails (each is popped once: run or failed)."""
         with self._calls_lock:
-            calls, self._calls = self._calls, deque()
-        for call in calls:
+            pass  # an append that saw the channel open has finished; later ones refuse
+        calls = self._calls
+        while calls:
+            try:
+                call = calls.popleft()
+            except IndexError:  # the main thread's _drain took it
+                break
             call.fail(ShuttingDown("shutting down: call not run on the main thread"))
 
     def _on_shutdown(self) -> None:

@@ -20,7 +20,18 @@ from typing import Any, Callable, Optional
 import qtpy
 from qtpy import QtCore
 
-__all__ = ["QtCore", "app_instance", "is_alive", "local_socket_error_signal", "on_qt_main_thread"]
+__all__ = [
+    "QtCore",
+    "Signal",
+    "app_instance",
+    "is_alive",
+    "local_socket_error_signal",
+    "on_qt_main_thread",
+]
+
+# qtpy maps every binding's signal class to ``QtCore.Signal``; its type stubs
+# do not re-export the name, hence the lookup.
+Signal: Any = getattr(QtCore, "Signal")  # noqa: B009
 
 
 def _load_is_valid() -> Callable[[Any], bool]:

@@ -216,6 +216,38 @@ def test_call_in_main_thread_times_out_and_the_call_is_then_dropped(qapp: Any) -
     channel.shutdown()
 
 
+def test_a_call_that_finishes_after_its_timeout_does_not_answer_the_next_call(
+    qapp: Any,
+) -> None:
+    # A worker waits on one reusable lock per thread: a call that ran late must
+    # not release the worker's next call early (with no result).
+    waker = ManualWaker()
+    channel = DccIpcChannel("manual", waker=waker)
+    gave_up, first_ran = threading.Event(), threading.Event()
+    outcome: list[Any] = []
+
+    def worker() -> None:
+        try:
+            channel.call_in_main_thread(lambda: gave_up.wait(5.0) and "late", timeout=0.2)
+        except ChannelTimeout:
+            gave_up.set()
+        assert first_ran.wait(5.0)
+        waker.woken.clear()
+        outcome.append(channel.call_in_main_thread(lambda: "second", timeout=5.0))
+
+    thread = start_thread(worker)
+    assert waker.woken.wait(5.0)
+    waker.callback()  # runs the first call, which outlives the worker's timeout
+    first_ran.set()
+    assert waker.woken.wait(5.0)  # the second call is queued
+    thread.join(0.5)  # had the late release reached it, it would have returned by now
+    assert thread.is_alive() and outcome == []
+    waker.callback()
+    thread.join(5.0)
+    assert outcome == ["second"]
+    channel.shutdown()
+
+
 def test_a_worker_waiting_in_call_in_main_thread_gets_shutting_down(qapp: Any) -> None:
     waker = ManualWaker()  # never runs the call: the main thread is "busy"
     channel = DccIpcChannel("manual", waker=waker)
