@@ -422,7 +422,10 @@ class LocalSocketChannel(IpcChannel):
     def send(self, msg: IpcMessage) -> None:
         """Send ``msg``. Raises ``MessageTooLarge``, ``ShuttingDown``, ``Disconnected``,
         ``SendFailed`` (the peer did not read for ``send_timeout`` seconds)."""
-        self._write(encode_frame(msg, self._session.max_frame), 1)
+        frame = msg.to_frame()
+        if len(frame) > self._session.max_frame + 1:  # + 1: the newline
+            encode_frame(msg, self._session.max_frame)  # raises MessageTooLarge
+        self._write(frame, 1)
 
     def send_many(self, messages: list[IpcMessage]) -> None:
         """Send several messages with one write (the fast way to stream events).
@@ -483,9 +486,20 @@ class LocalSocketChannel(IpcChannel):
         queued or reads in turn).
         """
         inbox = self._inbox
-        deadline = None if timeout is None else time.monotonic() + timeout
+        start = time.monotonic()
+        with inbox.lock:  # the common case first: a message waits, or this thread reads
+            if inbox.messages:
+                return inbox.pop()
+            read_now = not (inbox.reading or self._reader_running or inbox.closed)
+            if read_now:
+                inbox.reading = True
+        if read_now:
+            msg = self._read_for_caller(timeout)
+            if msg is not None or timeout == 0.0:
+                return msg
+        deadline = None if timeout is None else start + timeout
         remaining = timeout
-        have_read = False
+        have_read = read_now
         while True:
             with inbox.lock:
                 while True:
@@ -561,7 +575,7 @@ class LocalSocketChannel(IpcChannel):
                 return
             inbox.reading = True
         while True:
-            if not self._wants_reader():
+            if self._reads_on_demand and not self._handlers:
                 with inbox.lock:  # under the lock: a handler may be registering right now
                     stop = not self._wants_reader()
                     if stop:
@@ -635,8 +649,8 @@ class LocalSocketChannel(IpcChannel):
         session = self._session
         try:
             messages = session.feed(data)
-            output = session.take_output()
-            if output:
+            if session.output:
+                output = session.take_output()
                 self._write(output, output.count(b"\n"))
             if not self._open and session.established:
                 self._session_opened(messages)
@@ -967,46 +981,30 @@ def _chunk_reader(stream: Stream) -> Callable[[Optional[float]], Optional[bytes]
     buffer = bytearray(RECV_CHUNK)
     view = memoryview(buffer)
     recv_into = stream.recv_into
-    limit = _receive_limiter(stream)
+    # A blocked read gives up after at most ``wait`` seconds through SO_RCVTIMEO, so
+    # a timed read is one system call instead of poll + recv. Setting the option is a
+    # system call too, so a limit between half of ``wait`` and ``wait`` is kept (a
+    # read that gives up early is simply made again), and a new one is set a little
+    # under ``wait``, so the next, slightly shorter, wait of a caller with the same
+    # timeout keeps it.
+    limit = [0.0]  # 0: no limit, the socket's default
 
     def read(wait: Optional[float]) -> Optional[bytes]:
         try:
             if wait == 0.0:
                 size = recv_into(buffer, 0, _DONT_WAIT)
             else:
-                limit(wait)
+                have = limit[0]
+                if have if wait is None else not wait / 2 <= have <= wait:
+                    have = 0.0 if wait is None else max(wait * 0.9, 0.000_001)
+                    _set_timeval(stream, socket.SO_RCVTIMEO, have)
+                    limit[0] = have
                 size = recv_into(buffer)
         except BlockingIOError:  # nothing came: MSG_DONTWAIT, or SO_RCVTIMEO expired
             return None
         return view[:size].tobytes()
 
     return read
-
-
-def _receive_limiter(sock: socket.socket) -> Callable[[Optional[float]], None]:
-    """``limit(wait)``: a blocked ``recv`` on ``sock`` gives up after at most ``wait``
-    seconds (``None``: never), through ``SO_RCVTIMEO``, so a timed read is one system
-    call instead of ``poll`` + ``recv``.
-
-    Setting the option is a system call too, so a limit between half of ``wait``
-    and ``wait`` is kept (a read that gives up early is simply made again), and a
-    new one is set a little under ``wait`` so that the next, slightly shorter,
-    wait of a caller with the same timeout keeps it.
-    """
-    current = [0.0]  # 0: no limit, the socket's default
-
-    def limit(wait: Optional[float]) -> None:
-        have = current[0]
-        if wait is None:
-            if have:
-                _set_timeval(sock, socket.SO_RCVTIMEO, 0.0)
-                current[0] = 0.0
-        elif not wait / 2 <= have <= wait:
-            have = max(wait * 0.9, 0.000_001)  # 0 would mean no limit
-            _set_timeval(sock, socket.SO_RCVTIMEO, have)
-            current[0] = have
-
-    return limit
 
 
 def _set_timeval(sock: socket.socket, option: int, seconds: float) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 from enum import Enum
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from . import codec
 from .errors import ErrorCode, IpcError, SerializationError
@@ -107,7 +107,12 @@ class IpcMessage:
 
     @classmethod
     def response(cls, id: Optional[str], data: Any = None) -> IpcMessage:
-        return cls._make(_RESPONSE, data, id)
+        msg = _new_message(cls)  # as _make does, inline: one per request served
+        msg.type = _RESPONSE
+        msg.data = {} if data is None else data
+        msg.id = id
+        msg.method = msg.event = msg.error = None
+        return msg
 
     @classmethod
     def error_response(
@@ -150,21 +155,24 @@ class IpcMessage:
             out["error"] = self.error.to_dict()
         return out
 
-    def _encode(self, dumps: Callable[[Any], bytes]) -> bytes:
-        try:
-            return dumps(self.to_dict())
-        except codec.EncodeError as exc:
-            raise SerializationError(
-                f"cannot encode {self.type.value} message: {exc}", ErrorCode.INTERNAL_ERROR
-            ) from exc
+    def _encode_error(self, exc: Exception) -> SerializationError:
+        return SerializationError(
+            f"cannot encode {self.type.value} message: {exc}", ErrorCode.INTERNAL_ERROR
+        )
 
     def to_bytes(self) -> bytes:
         """UTF-8 JSON without the frame's trailing newline."""
-        return self._encode(codec.dumps)
+        try:
+            return codec.dumps(self.to_dict())
+        except codec.EncodeError as exc:
+            raise self._encode_error(exc) from exc
 
     def to_frame(self) -> bytes:
         """UTF-8 JSON with the frame's trailing newline (see ``framing.encode_frame``)."""
-        return self._encode(codec.dumps_line)
+        try:
+            return _dumps_line(self.to_dict())
+        except codec.EncodeError as exc:
+            raise self._encode_error(exc) from exc
 
     def to_json(self) -> str:
         return self.to_bytes().decode("utf-8")
@@ -197,7 +205,15 @@ class IpcMessage:
             except SerializationError as exc:
                 exc.message_id = msg_id
                 raise
-        return cls._make(msg_type, get("data"), msg_id, method, event, error)
+        msg = _new_message(cls)  # as _make does, inline: this is every received message
+        msg.type = msg_type
+        data = get("data")
+        msg.data = {} if data is None else data
+        msg.id = msg_id
+        msg.method = method
+        msg.event = event
+        msg.error = error
+        return msg
 
     @classmethod
     def from_json(cls, raw: bytes | bytearray | memoryview | str) -> IpcMessage:
@@ -231,6 +247,8 @@ class IpcMessage:
 _REQUEST = IpcMessageType.REQUEST
 _RESPONSE = IpcMessageType.RESPONSE
 _EVENT = IpcMessageType.EVENT
+_new_message = object.__new__
+_dumps_line = codec.dumps_line
 
 
 def _check(obj: Any) -> None:

@@ -74,7 +74,8 @@ class StreamSession:
         self._handlers = handlers
         self.metrics = metrics if metrics is not None else IpcChannelMetrics()
         self._decoder = FrameDecoder(max_frame)
-        self._output: list[bytes] = []
+        self.output: list[bytes] = []
+        """Frames owed to the peer (replies, ``pong``, ``ready``): write ``take_output()``."""
         self.established = False
         """Server: the client is accepted. Client: the server's ``ready`` arrived."""
         self.must_close = False
@@ -88,11 +89,11 @@ class StreamSession:
 
     def start(self) -> None:
         """Client: queue the ``hello`` that opens the session."""
-        self._output.append(encode_frame(hello_message(self.token, self.peer_name)))
+        self.output.append(encode_frame(hello_message(self.token, self.peer_name)))
 
     def announce(self, handlers: list[str]) -> None:
         """Queue a ``ready`` listing ``handlers`` (handler list changed)."""
-        self._output.append(encode_frame(ready_message(self.peer_name, handlers)))
+        self.output.append(encode_frame(ready_message(self.peer_name, handlers)))
 
     def encode(self, msg: IpcMessage) -> bytes:
         """``msg`` as a frame; raises ``MessageTooLarge`` over ``max_frame``."""
@@ -100,14 +101,14 @@ class StreamSession:
 
     def take_output(self) -> bytes:
         """Bytes the protocol owes the peer (replies, ``pong``, ``ready``); clears them."""
-        if not self._output:
+        if not self.output:
             return b""
-        out = b"".join(self._output)
-        self._output.clear()
+        out = b"".join(self.output)
+        self.output.clear()
         return out
 
     def _reply(self, msg: IpcMessage) -> None:
-        self._output.append(encode_frame(msg))
+        self.output.append(encode_frame(msg))
 
     # -- input -------------------------------------------------------------
 
