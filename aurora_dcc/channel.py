@@ -17,6 +17,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -98,6 +99,23 @@ class IpcChannel(ABC):
     def emit(self, event: str, data: Any = None) -> None:
         """Send an ``event`` message named ``event``."""
         self.send(IpcMessage.event_message(event, data))
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Within the block, hold this thread's sends; write them together at its end.
+
+        Transports that write to a stream (the local sockets) then need one
+        write for many messages, the fast way to stream events; order is kept,
+        and a block that holds a lot writes as it goes. Sending from other
+        threads is not held. Transports without writes (``ThreadChannel``)
+        send as usual.
+
+        Usage::
+
+            with channel.batch():
+                for frame, value in samples:
+                    channel.emit("sample", {"frame": frame, "value": value})
+        """
+        return contextlib.nullcontext()
 
     def on_message(self, handler: MessageHandler) -> Callable[[], None]:
         """Register ``handler(msg)`` for incoming messages; returns an unsubscribe function."""

@@ -14,7 +14,6 @@ Usage::
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Any, Callable
 
@@ -60,9 +59,14 @@ except ImportError:  # pragma: no cover - exercised where orjson is missing
     DecodeError = (ValueError, RecursionError)
     EncodeError = (TypeError, ValueError, RecursionError)
 else:
+
+    def _orjson_dumps_line(obj: Any) -> bytes:
+        # (A function: measured faster than functools.partial with the option.)
+        return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+
     BACKEND = "orjson"
     dumps = orjson.dumps
-    dumps_line = functools.partial(orjson.dumps, option=orjson.OPT_APPEND_NEWLINE)
+    dumps_line = _orjson_dumps_line
     loads = orjson.loads
     DecodeError = (orjson.JSONDecodeError, ValueError, RecursionError)
     EncodeError = (orjson.JSONEncodeError, TypeError, ValueError, RecursionError)

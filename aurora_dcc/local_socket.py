@@ -61,6 +61,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol, TypeVar, Union
 
@@ -73,7 +74,7 @@ from .errors import (
     SendFailed,
     ShuttingDown,
 )
-from .framing import DEFAULT_MAX_FRAME, encode_frame
+from .framing import DEFAULT_MAX_FRAME, encode_event, encode_frame
 from .message import IpcMessage, IpcMessageType
 from .metrics import IpcChannelMetrics
 from .server import ConnectionHandler, IpcServer
@@ -87,6 +88,8 @@ log = logging.getLogger(__name__)
 
 RECV_CHUNK = 256 * 1024
 """Bytes asked of each ``recv``: many frames per read at high rates."""
+_BATCH_BYTES = 32 * 1024
+"""Inside ``batch()``, held sends are written once they reach this many bytes."""
 
 # Linux: never raise SIGPIPE on a write to a dead peer (a DCC's embedded Python
 # may not ignore SIGPIPE the way python.exe does). macOS has SO_NOSIGPIPE instead.
@@ -307,6 +310,11 @@ class LocalSocketChannel(IpcChannel):
         )
         self._inbox = _Inbox(capacity, self.metrics)
         self._write_lock = threading.Lock()
+        self._batch_lock = threading.Lock()
+        self._batching: Optional[int] = None  # the thread inside batch(), whose writes are held
+        self._held: list[bytes] = []
+        self._held_count = 0
+        self._held_bytes = 0
         self._delivering = threading.RLock()  # a handler may register another handler
         self._established = threading.Event()
         self._ended = threading.Event()
@@ -427,6 +435,10 @@ class LocalSocketChannel(IpcChannel):
             encode_frame(msg, self._session.max_frame)  # raises MessageTooLarge
         self._write(frame, 1)
 
+    def emit(self, event: str, data: Any = None) -> None:
+        """Send an ``event`` message named ``event`` (as ``send`` does)."""
+        self._write(encode_event(event, data, self._session.max_frame), 1)
+
     def send_many(self, messages: list[IpcMessage]) -> None:
         """Send several messages with one write (the fast way to stream events).
 
@@ -445,11 +457,57 @@ class LocalSocketChannel(IpcChannel):
         """Send a ``ready`` listing ``handlers`` (this side's handler list changed)."""
         self.send(ready_message(self._session.peer_name, handlers))
 
-    def _write(self, data: bytes, count: int) -> None:
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Hold this thread's sends and write them together (see ``IpcChannel.batch``)."""
+        return self._batch(skip_if_gone=False)
+
+    @contextlib.contextmanager
+    def _batch(self, skip_if_gone: bool) -> Iterator[None]:
+        me = threading.get_ident()
+        if self._batching == me:  # nested: the outer block writes
+            yield
+            return
+        with self._batch_lock:  # one batching thread at a time (another one waits)
+            self._batching = me
+            try:
+                yield
+            finally:
+                self._batching = None
+                try:
+                    self._write_held()
+                except IpcChannelError as exc:
+                    if not skip_if_gone:
+                        raise
+                    log.debug("channel %r: batch not sent: %s", self._name, exc)
+
+    def _write_held(self) -> None:
+        held, self._held = self._held, []
+        count, self._held_count = self._held_count, 0
+        self._held_bytes = 0
+        if held:
+            self._check_open()
+            self._write_now(b"".join(held), count)
+
+    def _check_open(self) -> None:
         if self._closing:
             if self._closed_locally:
                 raise ShuttingDown(f"channel {self._name!r} is closed: message not sent")
             raise Disconnected(f"channel {self._name!r}: the connection is closed")
+
+    def _write(self, data: bytes, count: int) -> None:
+        """Write ``data`` (``count`` frames), or hold it inside this thread's ``batch()``."""
+        if self._closing:
+            self._check_open()
+        if self._batching is not None and self._batching == threading.get_ident():
+            self._held.append(data)
+            self._held_count += count
+            self._held_bytes += len(data)
+            if self._held_bytes >= _BATCH_BYTES:
+                self._write_held()
+            return
+        self._write_now(data, count)
+
+    def _write_now(self, data: bytes, count: int) -> None:
         with self._write_lock:
             try:
                 self._stream.sendall(data, _SEND_FLAGS)
@@ -914,9 +972,17 @@ class LocalSocketChannelServer(IpcServer):
 
     # -- sending -----------------------------------------------------------
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold this thread's emits; write them at the block's end (``IpcServer.batch``)."""
+        with contextlib.ExitStack() as stack:
+            for conn in self._connections():
+                stack.enter_context(conn._batch(skip_if_gone=True))
+            yield
+
     def emit(self, event: str, data: Any = None) -> None:
         """Send an event to every connected client; a client that is gone is skipped."""
-        frame = encode_frame(IpcMessage(_EVENT, data, event=event), self._max_frame)
+        frame = encode_event(event, data, self._max_frame)
         for conn in self._connections():
             try:
                 conn._write(frame, 1)

@@ -174,6 +174,21 @@ class IpcMessage:
         except codec.EncodeError as exc:
             raise self._encode_error(exc) from exc
 
+    @staticmethod
+    def event_frame(event: str, data: Any = None) -> bytes:
+        """The frame of ``event_message(event, data)``, encoded without building the message.
+
+        ``emit`` on the socket transports uses it: an event stream's hot path.
+        """
+        try:
+            return _dumps_line(
+                {"type": _EVENT, "event": event, "data": {} if data is None else data}
+            )
+        except codec.EncodeError as exc:
+            raise SerializationError(
+                f"cannot encode event message: {exc}", ErrorCode.INTERNAL_ERROR
+            ) from exc
+
     def to_json(self) -> str:
         return self.to_bytes().decode("utf-8")
 

@@ -38,6 +38,7 @@ condition.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -45,6 +46,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any, Callable, Optional, Union
 
 from qtpy import QtNetwork
@@ -52,11 +54,11 @@ from qtpy import QtNetwork
 from .address import AddressInUse, claim_address, resolve_address
 from .channel import IpcChannel
 from .errors import ChannelTimeout, Disconnected, IpcChannelError, SendFailed, ShuttingDown
-from .framing import DEFAULT_MAX_FRAME, encode_frame
+from .framing import DEFAULT_MAX_FRAME, encode_event, encode_frame
 from .local_socket import RetryPolicy, retrying
 from .message import IpcMessage, IpcMessageType
 from .metrics import IpcChannelMetrics
-from .qt_compat import QtCore, app_instance, is_alive, local_socket_error_signal
+from .qt_compat import QtCore, app_instance, is_alive, local_socket_error_signal, on_qt_main_thread
 from .server import ConnectionHandler, IpcServer
 from .stream_session import StreamSession
 
@@ -121,6 +123,28 @@ class _Delivery(threading.local):
 
 
 _delivery = _Delivery()
+
+
+@contextlib.contextmanager
+def _holding_sends() -> Iterator[None]:
+    """Hold what this thread's connections send, as our ``readyRead`` slot does, and
+    write it when the outermost block ends (``batch()``); raises the first failure."""
+    delivery = _delivery
+    delivery.depth += 1
+    try:
+        yield
+    finally:
+        delivery.depth -= 1
+        if not delivery.depth:
+            failure: Optional[SendFailed] = None
+            holding = delivery.holding
+            while holding:  # every connection writes, even after one failed
+                try:
+                    holding.pop()._push()
+                except SendFailed as exc:
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
 
 
 def _require_app() -> None:
@@ -463,8 +487,15 @@ class QtLocalSocketChannel(IpcChannel):
 
     def emit(self, event: str, data: Any = None) -> None:
         """Send an ``event`` message named ``event`` (as ``send`` does)."""
-        msg = IpcMessage(_EVENT, data, event=event)
-        self.send_frame(encode_frame(msg, self._session.max_frame))
+        self.send_frame(encode_event(event, data, self._session.max_frame))
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """On the Qt thread: hold what this thread sends on any connection and write it
+        when the block ends (see ``IpcChannel.batch``). Other threads' sends are
+        written together anyway, by the Qt thread."""
+        if threading.get_ident() != self._owner:
+            return contextlib.nullcontext()
+        return _holding_sends()
 
     def send_frame(self, frame: bytes) -> None:
         """Send an already encoded frame (``emit`` to many connections encodes once)."""
@@ -913,10 +944,15 @@ class QtLocalSocketServer(IpcServer):
     def on_connection(self, handler: ConnectionHandler) -> None:
         self._connection_handlers.append(handler)
 
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """On the Qt thread: hold emits and write them at the block's end (``IpcServer.batch``)."""
+        if not on_qt_main_thread():
+            return contextlib.nullcontext()
+        return _holding_sends()
+
     def emit(self, event: str, data: Any = None) -> None:
         """Send an event to every connected client (encoded once)."""
-        msg = IpcMessage(IpcMessageType.EVENT, data, event=event)
-        frame = encode_frame(msg, self._max_frame)
+        frame = encode_event(event, data, self._max_frame)
         for conn in tuple(self._connections):
             try:
                 conn.send_frame(frame)

@@ -14,6 +14,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any, Callable, Optional
@@ -61,6 +62,20 @@ class IpcServer(ABC):
     @abstractmethod
     def emit(self, event: str, data: Any = None) -> None:
         """Send an event to every connected client."""
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Within the block, hold this thread's ``emit``s; write them together at its end.
+
+        Like ``IpcChannel.batch`` for every connection: the fast way to stream
+        events to clients. A client that is gone when the block ends is skipped.
+
+        Usage::
+
+            with server.batch():
+                for node in changed:
+                    server.emit("node.changed", {"node": node})
+        """
+        return contextlib.nullcontext()
 
     @abstractmethod
     def set_handlers(self, names: list[str]) -> None:

@@ -73,7 +73,7 @@ class Endpoint:
     stream: Callable[[int], None]
     """Ask for n events and return once the n-th has arrived."""
     close: Callable[[], None]
-    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    children: list[subprocess.Popen[Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -106,12 +106,12 @@ class Result:
 # -- child processes ---------------------------------------------------------------
 
 
-def spawn(kind: str, address: str, **popen: Any) -> subprocess.Popen[bytes]:
+def spawn(kind: str, address: str, **popen: Any) -> subprocess.Popen[Any]:
     popen.setdefault("stdout", subprocess.PIPE)
     return subprocess.Popen([sys.executable, CHILD, kind, address], **popen)
 
 
-def wait_listening(proc: subprocess.Popen[bytes]) -> None:
+def wait_listening(proc: subprocess.Popen[Any]) -> None:
     """Wait for the child's ``listening`` line (it may take a Qt import's time)."""
     assert proc.stdout is not None
     with selectors.DefaultSelector() as selector:
@@ -125,7 +125,7 @@ def wait_listening(proc: subprocess.Popen[bytes]) -> None:
         raise RuntimeError(f"child failed to start (exit {proc.wait()}): {line!r}")
 
 
-def finish(proc: subprocess.Popen[bytes]) -> None:
+def finish(proc: subprocess.Popen[Any]) -> None:
     try:
         proc.wait(5.0)
     except subprocess.TimeoutExpired:
@@ -166,7 +166,7 @@ def open_raw(_name: str) -> Endpoint:
     return echo_endpoint(mine, proc)
 
 
-def echo_endpoint(sock: socket.socket, proc: subprocess.Popen[bytes]) -> Endpoint:
+def echo_endpoint(sock: socket.socket, proc: subprocess.Popen[Any]) -> Endpoint:
     """The client of a bytes echo child (the floor, the bare Qt echo)."""
     frame = b"x" * (FRAME - 1) + b"\n"
     recv, sendall = sock.recv, sock.sendall
@@ -277,17 +277,50 @@ def open_stdio(_name: str) -> Endpoint:
     return Endpoint(round_trip, stream, close, [proc])
 
 
+def open_stdio_text(_name: str) -> Endpoint:
+    """A typical hand-rolled bridge: text-mode pipes, ``json``, a line per message."""
+    import json
+
+    proc = subprocess.Popen(
+        [sys.executable, CHILD, "stdio-text", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    def round_trip() -> None:
+        request = request_dict()
+        stdin.write(json.dumps(request) + "\n")
+        stdin.flush()
+        check_reply(request, json.loads(stdout.readline()))
+
+    def stream(n: int) -> None:
+        stdin.write(json.dumps(stream_request(n)) + "\n")
+        stdin.flush()
+        for _ in range(n):
+            json.loads(stdout.readline())
+
+    def close() -> None:
+        stdin.close()
+        finish(proc)
+
+    return Endpoint(round_trip, stream, close, [proc])
+
+
 # -- ours --------------------------------------------------------------------------
 
 
 def channel_endpoint(
-    channel: Any, close_extra: Callable[[], None], batch: Optional[int] = None
+    channel: Any, close_extra: Callable[[], None], batch: bool = False
 ) -> Endpoint:
     """Request/response through ``send``/``receive``; events through an ``on_message`` handler.
 
-    ``batch``: ask the server to stream with ``send_many`` in batches of that size.
+    ``batch``: ask the server to stream its events inside ``batch()``.
     """
-    stream_data: dict[str, Any] = {} if batch is None else {"batch": batch}
+    stream_data: dict[str, Any] = {"batch": True} if batch else {}
     send, receive = channel.send, channel.receive
 
     def round_trip() -> None:
@@ -337,7 +370,7 @@ def open_stdio_channel(name: str) -> Endpoint:
     return endpoint
 
 
-def open_plain_pair(name: str, batch: Optional[int] = None) -> Endpoint:
+def open_plain_pair(name: str, batch: bool = False) -> Endpoint:
     from aurora_dcc.local_socket import LocalSocketChannel
 
     address = socket_path(name)
@@ -350,7 +383,7 @@ def open_plain_pair(name: str, batch: Optional[int] = None) -> Endpoint:
 
 
 def open_plain_batched(name: str) -> Endpoint:
-    return open_plain_pair(name, batch=256)
+    return open_plain_pair(name, batch=True)
 
 
 def open_qt_server(name: str, qt_client: bool) -> Endpoint:
@@ -527,6 +560,13 @@ TRANSPORTS = [
         open_stdio,
     ),
     Transport(
+        "stdio-text",
+        "stdio, text mode + json",
+        "client | child, print(flush=True)",
+        "baseline",
+        open_stdio_text,
+    ),
+    Transport(
         "stdio-channel",
         "aurora StdioChannel",
         "StdioChannel | child connect_stdio",
@@ -548,9 +588,9 @@ TRANSPORTS = [
         open_plain_pair,
     ),
     Transport(
-        "plain-many",
-        "aurora plain, send_many",
-        "as above; events by send_many(256)",
+        "plain-batch",
+        "aurora plain, batch()",
+        "as above; events emitted in batch()",
         "ours",
         open_plain_batched,
     ),
@@ -635,7 +675,7 @@ def watchdog(endpoint: Endpoint, seconds: float) -> Iterator[None]:
         timer.cancel()
 
 
-def cpu_seconds(children: list[subprocess.Popen[bytes]]) -> float:
+def cpu_seconds(children: list[subprocess.Popen[Any]]) -> float:
     """CPU time (user + system, every thread) of this process and ``children`` so far.
 
     Less sensitive than wall time to other programs competing for the cores:
@@ -829,7 +869,18 @@ def check_targets(
         )
     if stdio and qt_plain:
         checks.append(
-            ("Qt server + plain client p50 >= 3x faster than stdio", stdio.p50 >= 3 * qt_plain.p50)
+            (
+                "Qt server + plain client p50 >= 3x faster than stdio (lean binary loop)",
+                stdio.p50 >= 3 * qt_plain.p50,
+            )
+        )
+    stdio_text = figs.get("stdio-text")
+    if stdio_text and qt_plain:
+        checks.append(
+            (
+                "Qt server + plain client p50 >= 3x faster than stdio (text mode + json)",
+                stdio_text.p50 >= 3 * qt_plain.p50,
+            )
         )
     if floor and plain:
         checks.append(("plain pair p50 <= 2x floor", plain.p50 <= 2 * floor.p50))

@@ -442,3 +442,55 @@ def test_concurrent_receivers_get_distinct_messages_and_none_is_lost(
         assert every == list(range(count))  # each message once: none lost, none twice
         for part in got:
             assert part == sorted(part)  # each receiver sees them in order
+
+
+def test_batch_holds_this_threads_sends_and_writes_them_in_order_at_its_end(
+    server: LocalSocketChannelServer,
+) -> None:
+    client, conn = connect_pair(server)
+    with client:
+        with client.batch():
+            for i in range(100):
+                client.emit("tick", {"i": i})
+            with client.batch():  # nested: the outer block writes
+                client.emit("tick", {"i": 100})
+            from_another_thread = threading.Thread(target=lambda: client.emit("other"))
+            from_another_thread.start()
+            from_another_thread.join(WAIT)
+            # Only the other thread's event has been written so far.
+            assert conn.receive(WAIT).event == "other"
+            assert conn.try_receive() is None
+            assert client.metrics.messages_sent == 2  # hello, other
+        got = [conn.receive(WAIT).data["i"] for _ in range(101)]
+        assert got == list(range(101))
+        assert client.metrics.messages_sent == 103
+
+
+def test_a_large_batch_writes_as_it_goes(server: LocalSocketChannelServer) -> None:
+    client, conn = connect_pair(server)
+    payload = "x" * 1000
+    with client:
+        with client.batch():
+            for i in range(600):  # ~600 KB: over the held limit twice
+                client.emit("tick", {"i": i, "payload": payload})
+            assert conn.receive(WAIT).data["i"] == 0  # written before the block ended
+        got = [conn.receive(WAIT).data["i"] for _ in range(599)]
+        assert got == list(range(1, 600))
+
+
+def test_a_batch_raises_at_its_end_when_the_peer_is_gone_and_the_server_skips_it(
+    server: LocalSocketChannelServer,
+) -> None:
+    client, conn = connect_pair(server)
+    other_client, other_conn = connect_pair(server)
+    with other_client:
+        with server.batch():
+            server.emit("tick", {"i": 1})
+            client.close()
+            client_gone = threading.Event()
+            conn.shutdown_state.on_shutdown(client_gone.set)
+            assert client_gone.wait(WAIT)  # the server saw the client leave
+            server.emit("tick", {"i": 2})
+        assert [other_client.receive(WAIT).data["i"] for _ in range(2)] == [1, 2]
+    with pytest.raises((Disconnected, ShuttingDown)), other_conn.batch():
+        other_conn.emit("late")

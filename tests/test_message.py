@@ -159,3 +159,14 @@ def test_arbitrary_json_values_decode_or_raise_serialization_error(value: object
         IpcMessage.from_json(codec.dumps(value))
     except SerializationError as exc:
         assert exc.code == ErrorCode.INVALID_MESSAGE
+
+
+def test_event_frame_is_the_frame_of_event_message() -> None:
+    frame = IpcMessage.event_frame("scene.saved", {"path": "/shots/a.ma"})
+    assert frame.endswith(b"\n")
+    assert IpcMessage.from_json(frame) == IpcMessage.event_message(
+        "scene.saved", {"path": "/shots/a.ma"}
+    )
+    assert IpcMessage.from_json(IpcMessage.event_frame("tick")).data == {}
+    with pytest.raises(SerializationError, match="cannot encode event message"):
+        IpcMessage.event_frame("bad", {"not json": {1, 2}})

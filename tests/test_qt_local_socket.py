@@ -725,3 +725,23 @@ def test_waits_still_work_while_the_application_quits(qtbot: Any, qapp: Any) -> 
     server.close()
     assert outcome["reply"] == 5
     assert 0.25 < outcome["timed_out_after"] < 3.0
+
+
+def test_batch_on_the_qt_thread_holds_emits_until_the_block_ends(
+    qtbot: Any, make_server: Any
+) -> None:
+    import select
+
+    server = make_server()
+    raw, _ready = in_thread(qtbot, lambda: raw_hello(server.name))
+    with raw:
+        conn = server.connections[0]
+        with server.batch():
+            for i in range(50):
+                server.emit("tick", i)
+            with conn.batch():
+                for i in range(50, 100):
+                    conn.emit("tick", i)
+            readable, _, _ = select.select([raw.sock], [], [], 0.2)
+            assert readable == []  # nothing written yet
+        assert [raw.recv(timeout=5.0)["data"] for _ in range(100)] == list(range(100))

@@ -9,8 +9,8 @@ Every transport answers the same two things over one connection:
 * a request for method ``bench.stream`` with ``data == {"n": N}`` gets N
   ~100-byte events back, sent as fast as the transport's public API allows.
 
-``data`` may also carry ``"batch": B``: the plain server then streams with
-``send_many`` in batches of B. The raw floor (``raw``) has no JSON: it echoes
+``data`` may also carry ``"batch": true``: the server then emits inside the
+channel's ``batch()`` block (one write per 256 KiB). The raw floor (``raw``) has no JSON: it echoes
 bytes, and a chunk starting with ``S`` asks for N 100-byte lines, one write
 each. Servers that listen print ``listening`` on stdout once a client may
 connect; every child exits when its client hangs up.
@@ -124,6 +124,20 @@ def serve_stdio(_address: str) -> None:
         stdout.flush()
 
 
+def serve_stdio_text(_address: str) -> None:
+    """A typical hand-rolled bridge: text-mode pipes, ``json``, ``print(..., flush=True)``."""
+    import json
+
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg.get("method") == "bench.stream":
+            for i in range(msg["data"]["n"]):
+                print(json.dumps(event_dict(i)), flush=True)
+        else:
+            reply = {"type": "response", "id": msg["id"], "data": msg["data"]}
+            print(json.dumps(reply), flush=True)
+
+
 # -- ours -----------------------------------------------------------------------
 
 
@@ -135,9 +149,10 @@ def serve_channel(conn: Any) -> None:
 
     def on_message(msg: IpcMessage) -> None:
         if msg.method == "bench.stream":
-            batch = msg.data.get("batch")
-            if batch:  # the plain channel's send_many: one write per batch
-                stream_many(conn, msg.data["n"], batch)
+            if msg.data.get("batch"):
+                with conn.batch():
+                    for i in range(msg.data["n"]):
+                        emit("bench.tick", event_data(i))
                 return
             for i in range(msg.data["n"]):
                 emit("bench.tick", event_data(i))
@@ -145,17 +160,6 @@ def serve_channel(conn: Any) -> None:
             send(IpcMessage.response(msg.id, msg.data))
 
     conn.on_message(on_message)
-
-
-def stream_many(conn: Any, n: int, batch: int) -> None:
-    from aurora_dcc import IpcMessage, IpcMessageType
-
-    event = IpcMessageType.EVENT
-    for start in range(0, n, batch):
-        stop = min(n, start + batch)
-        conn.send_many(
-            [IpcMessage(event, event_data(i), event="bench.tick") for i in range(start, stop)]
-        )
 
 
 def serve_stdio_channel(_address: str) -> None:
@@ -338,6 +342,7 @@ SERVERS: dict[str, Callable[[str], None]] = {
     "raw": serve_raw,
     "ndjson": serve_ndjson,
     "stdio": serve_stdio,
+    "stdio-text": serve_stdio_text,
     "stdio-channel": serve_stdio_channel,
     "plain": serve_plain,
     "qt-bare": serve_qt_bare,
