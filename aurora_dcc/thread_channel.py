@@ -127,9 +127,12 @@ class _BoundedQueue:
             self.metrics.record_latency(now - stamps.popleft()[1])
 
     def _pop(self) -> IpcMessage:
-        if self._stamps:
-            self._record_latency(1)
-        msg = self._items.popleft()
+        items = self._items
+        stamps = self._stamps
+        # The clock is read only when the message taken is a sampled one.
+        if stamps and stamps[0][0] == self.puts - len(items) + 1:
+            self.metrics.record_latency(_perf() - stamps.popleft()[1])
+        msg = items.popleft()
         if self._room_waiters:
             self._not_full.notify()
         if not self._items and self._empty_waiters:
