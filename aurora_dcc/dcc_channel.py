@@ -36,7 +36,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, NoReturn, Optional, TypeVar
 
 from .channel import IpcChannel
 from .errors import ChannelTimeout, ShuttingDown
@@ -105,16 +105,12 @@ class _Call:
         self.error = error
         self.done.release()
 
-    def wait(self, timeout: Optional[float]) -> Any:
-        """The caller's side: the result, or ``fn``'s exception, or ``ChannelTimeout``."""
-        if not self.done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
-            self.cancelled = True  # not run later if still queued
-            # If it is running now, its release must not reach this thread's next call.
-            del _this_thread.reply_lock
-            raise ChannelTimeout(f"{self.fn!r} did not run on the main thread within {timeout}s")
-        if self.error is not None:
-            raise self.error
-        return self.result
+    def time_out(self, timeout: Optional[float]) -> NoReturn:
+        """The caller gave up waiting: drop the call if still queued, raise ``ChannelTimeout``."""
+        self.cancelled = True
+        # If it is running now, its release must not reach this thread's next call.
+        del _this_thread.reply_lock
+        raise ChannelTimeout(f"{self.fn!r} did not run on the main thread within {timeout}s")
 
 
 class DccIpcChannel(IpcChannel):
@@ -155,7 +151,6 @@ class DccIpcChannel(IpcChannel):
         self._waker: Optional[Waker] = None
         self._ready: deque[IpcMessage] = deque()  # taken from the queue, not yet dispatched
         self._calls: deque[_Call] = deque()
-        self._calls_lock = threading.Lock()
         self._main_waiting = 0  # wait_event calls in progress on the main thread
         self._arrived = threading.Event()  # set on wakes while _main_waiting
         self._finishing = False
@@ -246,16 +241,22 @@ class DccIpcChannel(IpcChannel):
         # the other thread spends waiting for the GIL, so it is kept short.
         call = _Call(fn, args)
         calls = self._calls
-        with self._calls_lock:
-            if self._state._shutting_down:  # checked under the lock _fail_calls takes
+        calls.append(call)
+        if self._state._shutting_down:  # _fail_calls may have run before the append
+            try:
+                calls.remove(call)
+            except ValueError:
+                pass  # taken: run or failed, the wait below gets its outcome
+            else:
                 raise ShuttingDown("shutting down: call not run on the main thread")
-            calls.append(call)
-            first = len(calls) == 1
-        if first:
-            waker.wake()
-            if self._main_waiting:
-                self._arrived.set()
-        result: T = call.wait(timeout)
+        if self._main_waiting:
+            self._arrived.set()
+        waker.wake()  # one per call: cheaper than finding out whether one is due
+        if not call.done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            call.time_out(timeout)
+        if call.error is not None:
+            raise call.error
+        result: T = call.result
         return result
 
     def wait_event(self, event: threading.Event, timeout: Optional[float]) -> bool:
@@ -357,8 +358,6 @@ class DccIpcChannel(IpcChannel):
 
     def _fail_calls(self) -> None:
         """After shutdown: every queued call fails (each is popped once: run or failed)."""
-        with self._calls_lock:
-            pass  # an append that saw the channel open has finished; later ones refuse
         calls = self._calls
         while calls:
             try:
