@@ -739,7 +739,7 @@ class LocalSocketChannel(IpcChannel):
 
     def _deliver(self, messages: list[IpcMessage]) -> list[IpcMessage]:
         """To the handlers, in order (under ``_delivering``); returns what no handler took."""
-        if self._handlers and len(self._inbox):
+        if self._handlers and self._inbox.messages:
             messages = self._inbox.take_all() + messages
         for index, msg in enumerate(messages):
             handlers = self._handlers  # looked up per message: handlers may change
