@@ -113,13 +113,18 @@ def _writable_descriptor(socket: Any) -> int:
 class _Delivery(threading.local):
     """Per thread: how many of our ``readyRead`` slots are running, and who holds bytes.
 
-    While one runs, every connection of the thread holds what handlers send
-    and writes it when the slot returns: a reply, or a broadcast to many
-    clients, costs one write per connection per batch instead of one per message.
+    While one runs, a connection writes the first frame a handler sends at
+    once (a reply: no wait for the slot to return), and holds what follows,
+    writing it when the slot returns: a burst, or a broadcast to many clients,
+    costs one write per connection per batch instead of one per message.
+    ``generation`` counts the outermost slot runs (which frame is a first);
+    ``batches`` counts ``batch()`` blocks, in which every frame is held.
     """
 
     def __init__(self) -> None:
         self.depth = 0
+        self.generation = 0
+        self.batches = 0
         self.holding: list[QtLocalSocketChannel] = []
 
 
@@ -132,9 +137,11 @@ def _holding_sends() -> Iterator[None]:
     write it when the outermost block ends (``batch()``); raises the first failure."""
     delivery = _delivery
     delivery.depth += 1
+    delivery.batches += 1
     try:
         yield
     finally:
+        delivery.batches -= 1
         delivery.depth -= 1
         if not delivery.depth:
             failure: Optional[SendFailed] = None
@@ -366,6 +373,7 @@ class QtLocalSocketChannel(IpcChannel):
         self._push_timer.setInterval(0)
         self._push_timer.timeout.connect(self._push_logging_failure)
         self._push_timer_armed = False
+        self._first_sent = -1  # the _Delivery generation whose first frame was written at once
         self._fd = _writable_descriptor(socket)
         self._qt_queued = False  # bytes were handed to Qt's write buffer (maybe still there)
         self._closed = False
@@ -506,9 +514,13 @@ class QtLocalSocketChannel(IpcChannel):
             raise Disconnected(f"channel {self._name!r}: the connection is closed")
         if threading.get_ident() == self._owner:
             held = self._held
-            if not _delivery.depth:
+            delivery = _delivery
+            if not delivery.depth:
                 self._write(frame)
                 self._push()
+            elif not held and self._first_sent != delivery.generation and not delivery.batches:
+                self._first_sent = delivery.generation  # see _Delivery
+                self._write_now(frame)
             elif held:
                 # Inside a readyRead slot of ours (a handler is sending, maybe to several
                 # connections): the slot writes when it returns; a long burst as it goes.
@@ -687,6 +699,8 @@ class QtLocalSocketChannel(IpcChannel):
 
     def _on_ready_read(self) -> None:
         delivery = _delivery
+        if not delivery.depth:
+            delivery.generation += 1
         delivery.depth += 1
         self._reading += 1
         try:
