@@ -588,8 +588,10 @@ class QtLocalSocketChannel(IpcChannel):
         fd = self._fd
         if self._qt_queued and not socket.bytesToWrite():
             self._qt_queued = False
-        # The descriptor check guards against a socket Qt has closed meanwhile.
-        if fd >= 0 and not self._qt_queued and socket.socketDescriptor() == fd:
+        # Qt closes the descriptor only when it closes the socket, and then tells
+        # us at once (disconnected -> _mark_closed, on this thread): while the
+        # channel is open, the descriptor is still this socket's.
+        if fd >= 0 and not self._qt_queued and not self._closed:
             try:
                 written = os.write(fd, data)
             except OSError:  # full (EAGAIN), or gone: Qt's write reports the error
@@ -704,7 +706,7 @@ class QtLocalSocketChannel(IpcChannel):
         delivery.depth += 1
         self._reading += 1
         try:
-            self._read_available()
+            self._read_available(signalled=True)
         finally:
             self._reading -= 1
             delivery.depth -= 1
@@ -712,12 +714,18 @@ class QtLocalSocketChannel(IpcChannel):
         while holding:  # one write per connection for everything this batch sent
             holding.pop()._push_logging_failure()
 
-    def _read_available(self, force: bool = False) -> None:
+    def _read_available(self, force: bool = False, signalled: bool = False) -> None:
+        """Read and handle what Qt has buffered. ``signalled``: from our ``readyRead``
+        slot, where the socket is open and has data (no need to ask Qt)."""
         socket = self._socket
-        # bytesAvailable() first: readAll() on a socket already closed makes Qt print a warning.
-        if (self._paused and not force) or not is_alive(socket) or not socket.bytesAvailable():
+        if self._paused and not force:
+            return
+        # Otherwise bytesAvailable() first: readAll() on a closed socket makes Qt warn.
+        if not signalled and (not is_alive(socket) or not socket.bytesAvailable()):
             return
         data = socket.readAll().data()
+        if not data:
+            return
         session = self._session
         if session.must_close:
             return  # closing: what still arrives is discarded, not buffered
