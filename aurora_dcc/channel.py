@@ -19,20 +19,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from .message import IpcMessage
 from .metrics import IpcChannelMetrics
 from .shutdown import ShutdownState
 
-__all__ = ["IpcChannel", "MessageHandler"]
+__all__ = ["IpcChannel", "MessageHandler", "Waitable"]
 
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[IpcMessage], None]
+
+
+class Waitable(Protocol):
+    """What ``wait_event`` waits for: a ``threading.Event``, or anything with these two."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: Optional[float] = None) -> bool: ...
 
 
 class IpcChannel(ABC):
@@ -140,7 +147,7 @@ class IpcChannel(ABC):
                 self.metrics.record_error()
                 log.exception("channel %r: message handler %r raised", self._name, handler)
 
-    def wait_event(self, event: threading.Event, timeout: Optional[float]) -> bool:
+    def wait_event(self, event: Waitable, timeout: Optional[float]) -> bool:
         """Wait for ``event`` the way this transport needs; True if it was set.
 
         Callers that wait for a reply (RPC) use this instead of ``event.wait`` so

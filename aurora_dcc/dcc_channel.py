@@ -38,7 +38,7 @@ import time
 from collections import deque
 from typing import Any, Callable, NoReturn, Optional, TypeVar
 
-from .channel import IpcChannel
+from .channel import IpcChannel, Waitable
 from .errors import ChannelTimeout, ShuttingDown
 from .message import IpcMessage
 from .shutdown import ShutdownState
@@ -259,7 +259,7 @@ class DccIpcChannel(IpcChannel):
         result: T = call.result
         return result
 
-    def wait_event(self, event: threading.Event, timeout: Optional[float]) -> bool:
+    def wait_event(self, event: Waitable, timeout: Optional[float]) -> bool:
         """Wait for ``event``; on the main thread, keep delivering and pumping meanwhile.
 
         A plain wait on the main thread would deadlock when ``event`` is set by

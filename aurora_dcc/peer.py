@@ -364,6 +364,38 @@ _deadlines = _Deadlines()
 # -- the peer ----------------------------------------------------------------
 
 
+class _Done:
+    """A one-shot ``threading.Event`` on a bare lock: set once, waited on any number of times.
+
+    ``threading.Event`` is built on a Python-level ``Condition``: creating one,
+    waiting on it and setting it each cost more than the rest of a request's
+    bookkeeping; a lock does the same job in C.
+    """
+
+    __slots__ = ("_is_set", "_lock")
+
+    def __init__(self) -> None:
+        self._is_set = False
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        """Set it (call once)."""
+        self._is_set = True
+        self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._is_set
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        if self._is_set:
+            return True
+        if self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            self._lock.release()  # set for good: later waits return at once
+            return True
+        return self._is_set
+
+
 class _Call:
     """A request or ping in flight: settled once, with a result or an error.
 
@@ -378,12 +410,12 @@ class _Call:
         self.result: Any = None
         self.error: Optional[IpcCallError] = None
         self.future: Optional[concurrent.futures.Future[Any]] = None
-        self.done: Optional[threading.Event] = None
+        self.done: Optional[_Done] = None
         if use_future:
             self.future = concurrent.futures.Future()
             self.future.set_running_or_notify_cancel()
         else:
-            self.done = threading.Event()
+            self.done = _Done()
         self.sent_at = _perf()
 
     def settle(self, result: Any = None, error: Optional[IpcCallError] = None) -> None:

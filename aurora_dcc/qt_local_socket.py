@@ -52,7 +52,7 @@ from typing import Any, Callable, Optional, Union
 from qtpy import QtNetwork
 
 from .address import AddressInUse, claim_address, resolve_address
-from .channel import IpcChannel
+from .channel import IpcChannel, Waitable
 from .errors import ChannelTimeout, Disconnected, IpcChannelError, SendFailed, ShuttingDown
 from .framing import DEFAULT_MAX_FRAME, encode_event, encode_frame
 from .local_socket import RetryPolicy, retrying
@@ -666,7 +666,7 @@ class QtLocalSocketChannel(IpcChannel):
     def _queue_length(self) -> int:
         return len(self._inbox)
 
-    def wait_event(self, event: threading.Event, timeout: Optional[float]) -> bool:
+    def wait_event(self, event: Waitable, timeout: Optional[float]) -> bool:
         """Wait for ``event``; on the Qt thread the loop keeps delivering meanwhile."""
         if threading.get_ident() != self._waiter.owner:
             return event.wait(timeout)
