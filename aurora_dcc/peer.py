@@ -606,7 +606,7 @@ class Peer:
         if method is None:
             msg = IpcMessage.ping(msg_id)
         else:
-            msg = IpcMessage(_T.REQUEST, data, id=msg_id, method=method)
+            msg = IpcMessage.request(method, data, msg_id)
         with self._lock:
             self._pending[msg_id] = call
         try:
