@@ -11,8 +11,9 @@ process is the client of every pair; it measures
   time when other programs compete for the cores);
 * one way: events/s from asking for N events until the N-th arrived (decoded);
 
-each run ``--repeats`` times (interleaved across transports, so machine noise
-hits all alike), reporting the median of each figure, and prints every
+each run ``--repeats`` times, reporting the median of each figure (a run's round
+trips are made in ten blocks taken in turn by every transport, so a slow spell
+of the machine hits them all alike), and prints every
 transport's ratios to the raw socketpair echo (the floor), to stdin/stdout
 NDJSON (the old way) and to the best of the peers a user would otherwise pick.
 Peers that are not installed (``pip install -e '.[bench]'``) are reported and
@@ -692,24 +693,42 @@ def cpu_seconds(children: list[subprocess.Popen[Any]]) -> float:
     return total
 
 
-def measure_latency(endpoint: Endpoint, rounds: int) -> tuple[float, float, float]:
-    """p50 and p99 of a round trip, and CPU per round trip (client + server), in us."""
-    round_trip = endpoint.round_trip
-    for _ in range(max(10, rounds // 10)):  # warm-up
-        round_trip()
-    samples = []
-    append = samples.append
-    cpu_before = cpu_seconds(endpoint.children)
-    with watchdog(endpoint, 30.0 + rounds * 0.002):
-        for _ in range(rounds):
-            started = _perf_ns()
-            round_trip()
-            append(_perf_ns() - started)
-    cpu = (cpu_seconds(endpoint.children) - cpu_before) / rounds * 1e6
-    samples.sort()
-    p50 = samples[len(samples) // 2] / 1000
-    p99 = samples[min(len(samples) - 1, (len(samples) * 99) // 100)] / 1000
-    return p50, p99, cpu
+def measure_latencies(
+    endpoints: dict[str, Endpoint], results: dict[str, Result], rounds: int, blocks: int = 10
+) -> None:
+    """Append each transport's p50, p99 and CPU per round trip (us) to its result.
+
+    The ``rounds`` round trips are made in ``blocks`` blocks taken in turn by
+    every transport, so a slow spell of the machine hits them all alike.
+    """
+    per_block = max(1, rounds // blocks)
+    samples: dict[str, list[int]] = {key: [] for key in endpoints}
+    cpu = dict.fromkeys(endpoints, 0.0)
+    for endpoint in endpoints.values():
+        for _ in range(max(10, rounds // 10)):  # warm-up
+            endpoint.round_trip()
+    for _ in range(blocks):
+        for key, endpoint in endpoints.items():
+            if results[key].error is not None:
+                continue
+            round_trip, append = endpoint.round_trip, samples[key].append
+            try:
+                cpu_before = cpu_seconds(endpoint.children)
+                with watchdog(endpoint, 30.0 + per_block * 0.002):
+                    for _ in range(per_block):
+                        started = _perf_ns()
+                        round_trip()
+                        append(_perf_ns() - started)
+                cpu[key] += cpu_seconds(endpoint.children) - cpu_before
+            except Exception as exc:
+                results[key].error = f"{type(exc).__name__}: {exc}"
+    for key, values in samples.items():
+        if results[key].error is not None or not values:
+            continue
+        values.sort()
+        results[key].p50.append(values[len(values) // 2] / 1000)
+        results[key].p99.append(values[min(len(values) - 1, (len(values) * 99) // 100)] / 1000)
+        results[key].cpu.append(cpu[key] / len(values) * 1e6)
 
 
 def measure_rate(endpoint: Endpoint, events: int) -> float:
@@ -737,15 +756,12 @@ def run(transports: list[Transport], rounds: int, events: int, repeats: int) -> 
             except Exception as exc:
                 results[transport.key].error = f"{type(exc).__name__}: {exc}"
         for _ in range(repeats):
+            measure_latencies(endpoints, results, rounds)
             for key, endpoint in endpoints.items():
                 result = results[key]
                 if result.error is not None:
                     continue
                 try:
-                    p50, p99, cpu = measure_latency(endpoint, rounds)
-                    result.p50.append(p50)
-                    result.p99.append(p99)
-                    result.cpu.append(cpu)
                     result.rate.append(measure_rate(endpoint, events))
                 except Exception as exc:
                     result.error = f"{type(exc).__name__}: {exc}"
