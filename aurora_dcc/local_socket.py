@@ -463,12 +463,14 @@ class LocalSocketChannel(IpcChannel):
 
     @contextlib.contextmanager
     def _batch(self, skip_if_gone: bool) -> Iterator[None]:
-        me = threading.get_ident()
-        if self._batching == me:  # nested: the outer block writes
+        # One thread batches at a time. Nested blocks, and blocks of other threads
+        # meanwhile, hold nothing (never wait: the batching thread may be waiting
+        # for one of them).
+        if not self._batch_lock.acquire(blocking=False):
             yield
             return
-        with self._batch_lock:  # one batching thread at a time (another one waits)
-            self._batching = me
+        try:
+            self._batching = threading.get_ident()
             try:
                 yield
             finally:
@@ -479,6 +481,8 @@ class LocalSocketChannel(IpcChannel):
                     if not skip_if_gone:
                         raise
                     log.debug("channel %r: batch not sent: %s", self._name, exc)
+        finally:
+            self._batch_lock.release()
 
     def _write_held(self) -> None:
         held, self._held = self._held, []

@@ -454,9 +454,15 @@ def test_batch_holds_this_threads_sends_and_writes_them_in_order_at_its_end(
                 client.emit("tick", {"i": i})
             with client.batch():  # nested: the outer block writes
                 client.emit("tick", {"i": 100})
-            from_another_thread = threading.Thread(target=lambda: client.emit("other"))
+
+            def another_thread() -> None:
+                with client.batch():  # does not wait for ours, holds nothing
+                    client.emit("other")
+
+            from_another_thread = threading.Thread(target=another_thread)
             from_another_thread.start()
             from_another_thread.join(WAIT)
+            assert not from_another_thread.is_alive()
             # Only the other thread's event has been written so far.
             assert conn.receive(WAIT).event == "other"
             assert conn.try_receive() is None
