@@ -711,11 +711,15 @@ class LocalSocketChannel(IpcChannel):
         session = self._session
         try:
             messages = session.feed(data)
-            if session.output:
-                output = session.take_output()
-                self._write(output, output.count(b"\n"))
             if not self._open and session.established:
-                self._session_opened(messages)
+                # Held until the session is open: the ready goes out once a server
+                # lists this connection (so a broadcast right after the client's
+                # connect() reaches it), and before what its connection handlers send.
+                with self.batch():
+                    self._write_output()
+                    self._session_opened(messages)
+            elif session.output:
+                self._write_output()
         except IpcChannelError as exc:  # a reply could not be written: the peer is gone
             return [], str(exc)
         except Exception:
@@ -724,6 +728,12 @@ class LocalSocketChannel(IpcChannel):
         if session.must_close:
             return messages, "session refused or frame too large"
         return messages, None
+
+    def _write_output(self) -> None:
+        """Write what the protocol owes the peer (a ready, a pong, error replies)."""
+        output = self._session.take_output()
+        if output:
+            self._write(output, output.count(b"\n"))
 
     def _session_opened(self, messages: list[IpcMessage]) -> None:
         if not self._session.server:

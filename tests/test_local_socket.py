@@ -500,3 +500,14 @@ def test_a_batch_raises_at_its_end_when_the_peer_is_gone_and_the_server_skips_it
         assert [other_client.receive(WAIT).data["i"] for _ in range(2)] == [1, 2]
     with pytest.raises((Disconnected, ShuttingDown)), other_conn.batch():
         other_conn.emit("late")
+
+
+def test_a_broadcast_right_after_connect_reaches_the_new_client(
+    server: LocalSocketChannelServer,
+) -> None:
+    # The server lists a connection before its ready goes out: once connect() has
+    # returned, the client is among those a broadcast reaches.
+    for i in range(100):
+        with LocalSocketChannel.connect(server.name, token="s3cret") as client:
+            server.emit("welcome", i)
+            assert client.receive(WAIT).data == i

@@ -124,3 +124,75 @@ def test_a_backend_in_a_child_process_serves_calls_back_and_its_crash_fails_requ
             child.kill()
             child.wait(WAIT)
         server.close()
+
+
+def test_events_sent_before_a_reply_arrive_first_and_in_order(
+    served: tuple[HandlerRegistry, LocalSocketChannelServer, Peer],
+) -> None:
+    registry, server, client = served
+    got: list[int] = []
+    client.on("tick", lambda event, data: got.append(data))
+
+    def slow(n: int) -> int:
+        for i in range(n):
+            server.emit("tick", i)
+        return n
+
+    registry.register("slow", slow)
+    assert client.request("slow", {"n": 200}, timeout=WAIT) == 200
+    assert got == list(range(200))
+
+
+def test_requests_from_many_threads_while_events_stream(
+    served: tuple[HandlerRegistry, LocalSocketChannelServer, Peer],
+) -> None:
+    registry, server, client = served
+    registry.register("echo", lambda value: value)
+    ticks: list[int] = []
+    client.on("tick", lambda event, data: ticks.append(data))
+    stop = threading.Event()
+
+    def stream() -> None:
+        i = 0
+        while not stop.is_set():
+            server.emit("tick", i)
+            i += 1
+            time.sleep(0.0005)
+
+    streamer = threading.Thread(target=stream)
+    streamer.start()
+    results: dict[int, list[int]] = {}
+
+    def caller(k: int) -> None:
+        results[k] = [client.request("echo", {"value": k * 1000 + i}) for i in range(200)]
+
+    callers = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(60.0)
+    stop.set()
+    streamer.join(WAIT)
+    assert results == {k: [k * 1000 + i for i in range(200)] for k in range(4)}
+    assert ticks == list(range(len(ticks)))  # none lost, none out of order
+
+
+def test_a_blocking_request_from_a_handler_on_the_reader_thread_is_refused(
+    served: tuple[HandlerRegistry, LocalSocketChannelServer, Peer],
+) -> None:
+    _registry, server, client = served
+    errors: list[BaseException] = []
+
+    def on_event(event: str, data: Any) -> None:
+        try:
+            client.request("anything", timeout=WAIT)
+        except BaseException as exc:
+            errors.append(exc)
+
+    client.on("go", on_event)
+    server.emit("go")
+    deadline = time.monotonic() + WAIT
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert errors and isinstance(errors[0], RuntimeError)
+    assert "would wait for its own reply" in str(errors[0])

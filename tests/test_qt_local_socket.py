@@ -745,3 +745,16 @@ def test_batch_on_the_qt_thread_holds_emits_until_the_block_ends(
             readable, _, _ = select.select([raw.sock], [], [], 0.2)
             assert readable == []  # nothing written yet
         assert [raw.recv(timeout=5.0)["data"] for _ in range(100)] == list(range(100))
+
+
+def test_a_broadcast_right_after_connect_reaches_the_new_client(
+    qtbot: Any, make_server: Any
+) -> None:
+    from aurora_dcc.local_socket import LocalSocketChannel
+
+    server = make_server()
+    for i in range(20):
+        client = in_thread(qtbot, lambda: LocalSocketChannel.connect(server.name))
+        server.emit("welcome", i)
+        assert in_thread(qtbot, lambda: client.receive(5.0)).data == i  # noqa: B023
+        client.close()
