@@ -295,6 +295,7 @@ class LocalSocketChannel(IpcChannel):
         capacity: int = 10_000,
         send_timeout: Optional[float] = 60.0,
         shutdown_state: Optional[ShutdownState] = None,
+        on_listed: Optional[Callable[[LocalSocketChannel], None]] = None,
         on_established: Optional[Callable[[LocalSocketChannel], None]] = None,
         on_closed: Optional[Callable[[LocalSocketChannel], None]] = None,
     ) -> None:
@@ -323,6 +324,7 @@ class LocalSocketChannel(IpcChannel):
         self._closing = False
         self._closed_locally = False
         self._ending = False  # the end is decided (under the inbox's lock): _end runs once
+        self._on_listed = on_listed
         self._on_established = on_established
         self._on_closed = on_closed
         self._reader: Optional[threading.Thread] = None
@@ -513,20 +515,24 @@ class LocalSocketChannel(IpcChannel):
 
     def _write_now(self, data: bytes, count: int) -> None:
         with self._write_lock:
-            try:
-                self._stream.sendall(data, _SEND_FLAGS)
-            except (BlockingIOError, socket.timeout) as exc:
-                # Part of a frame may be on the wire: the stream is unusable now.
-                self._close_stream()
-                raise SendFailed(
-                    f"channel {self._name!r}: the peer read nothing for the send timeout"
-                ) from exc
-            except OSError as exc:
-                self._close_stream()
-                raise Disconnected(f"channel {self._name!r}: the peer is gone ({exc})") from exc
-            metrics = self.metrics
-            metrics.messages_sent += count
-            metrics.bytes_sent += len(data)
+            self._send_locked(data, count)
+
+    def _send_locked(self, data: bytes, count: int) -> None:
+        """Write ``data`` (``count`` frames) with ``_write_lock`` held."""
+        try:
+            self._stream.sendall(data, _SEND_FLAGS)
+        except (BlockingIOError, socket.timeout) as exc:
+            # Part of a frame may be on the wire: the stream is unusable now.
+            self._close_stream()
+            raise SendFailed(
+                f"channel {self._name!r}: the peer read nothing for the send timeout"
+            ) from exc
+        except OSError as exc:
+            self._close_stream()
+            raise Disconnected(f"channel {self._name!r}: the peer is gone ({exc})") from exc
+        metrics = self.metrics
+        metrics.messages_sent += count
+        metrics.bytes_sent += len(data)
 
     # -- receiving ---------------------------------------------------------
 
@@ -712,12 +718,17 @@ class LocalSocketChannel(IpcChannel):
         try:
             messages = session.feed(data)
             if not self._open and session.established:
-                # Held until the session is open: the ready goes out once a server
-                # lists this connection (so a broadcast right after the client's
-                # connect() reaches it), and before what its connection handlers send.
-                with self.batch():
-                    self._write_output()
-                    self._session_opened(messages)
+                with self._write_lock:
+                    # A server lists the connection for its broadcasts before the
+                    # ready goes out, and a broadcast to it waits for this lock: a
+                    # client whose connect() returned gets every later broadcast,
+                    # and the ready before anything else.
+                    if self._on_listed is not None:
+                        self._on_listed(self)
+                    output = session.take_output()
+                    if output:
+                        self._send_locked(output, output.count(b"\n"))
+                self._session_opened(messages)
             elif session.output:
                 self._write_output()
         except IpcChannelError as exc:  # a reply could not be written: the peer is gone
@@ -937,6 +948,7 @@ class LocalSocketChannelServer(IpcServer):
             max_frame=self._max_frame,
             peer_name=self._peer_name,
             handlers=self._current_handlers,
+            on_listed=self._listed,
             on_established=self._opened,
             on_closed=self._forget,
             **self._channel_options,
@@ -945,11 +957,16 @@ class LocalSocketChannelServer(IpcServer):
     def _current_handlers(self) -> list[str]:
         return list(self._handler_names)
 
-    def _opened(self, conn: LocalSocketChannel) -> None:
-        # On the connection's reader thread, before its first message is delivered,
-        # so a connection handler can register on_message and miss nothing.
+    def _listed(self, conn: LocalSocketChannel) -> None:
+        # Just before the connection's ready goes out (see LocalSocketChannel._read_chunk).
         with self._lock:
             self._established.append(conn)
+
+    def _opened(self, conn: LocalSocketChannel) -> None:
+        # On the connection's reader thread, after its ready went out and before its
+        # first message is delivered, so a connection handler can register on_message
+        # and miss nothing.
+        with self._lock:
             self._pending.append(conn)
             self._lock.notify_all()
             handlers = list(self._connection_handlers)

@@ -511,3 +511,35 @@ def test_a_broadcast_right_after_connect_reaches_the_new_client(
         with LocalSocketChannel.connect(server.name, token="s3cret") as client:
             server.emit("welcome", i)
             assert client.receive(WAIT).data == i
+
+
+def test_the_ready_comes_first_even_with_broadcasts_and_sends_right_after_accept(
+    name: str,
+) -> None:
+    from rawclient import RawClient
+
+    with LocalSocketChannelServer(name) as server:
+        stop = threading.Event()
+
+        def broadcast() -> None:
+            while not stop.is_set():
+                server.emit("noise")
+
+        def greet() -> None:
+            while not stop.is_set():
+                try:
+                    server.accept(timeout=0.1).emit("welcome")
+                except (ChannelTimeout, Disconnected, ShuttingDown):
+                    continue  # none yet, or that client has already hung up
+
+        threads = [threading.Thread(target=broadcast), threading.Thread(target=greet)]
+        for thread in threads:
+            thread.start()
+        try:
+            for _ in range(30):
+                with RawClient.connect(name) as raw:
+                    assert raw.hello()["type"] == "ready"  # the first frame it gets
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(WAIT)
