@@ -249,9 +249,7 @@ class DccIpcChannel(IpcChannel):
                 pass  # taken: run or failed, the wait below gets its outcome
             else:
                 raise ShuttingDown("shutting down: call not run on the main thread")
-        if self._main_waiting:
-            self._arrived.set()
-        waker.wake()  # one per call: cheaper than finding out whether one is due
+        self._wake()  # one per call: cheaper than finding out whether one is due
         if not call.done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
             call.time_out(timeout)
         if call.error is not None:

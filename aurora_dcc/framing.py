@@ -33,21 +33,19 @@ def encode_frame(msg: IpcMessage, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
     Checking on the sending side turns an oversized message into an error for
     the caller instead of a closed connection for everyone.
     """
-    frame = msg.to_frame()
-    if len(frame) > max_frame + 1:
-        raise MessageTooLarge(
-            f"{msg.type.value} message of {len(frame) - 1} bytes exceeds the {max_frame}-byte limit"
-        )
-    return frame
+    return _within(msg.to_frame(), max_frame, msg.type.value)
 
 
 def encode_event(event: str, data: Any, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
     """``IpcMessage.event_message(event, data)`` as one frame, as ``encode_frame`` does
     (without building the message: ``emit``'s fast path)."""
-    frame = IpcMessage.event_frame(event, data)
-    if len(frame) > max_frame + 1:
+    return _within(IpcMessage.event_frame(event, data), max_frame, "event")
+
+
+def _within(frame: bytes, max_frame: int, kind: str) -> bytes:
+    if len(frame) > max_frame + 1:  # + 1: the newline
         raise MessageTooLarge(
-            f"event message of {len(frame) - 1} bytes exceeds the {max_frame}-byte limit"
+            f"{kind} message of {len(frame) - 1} bytes exceeds the {max_frame}-byte limit"
         )
     return frame
 

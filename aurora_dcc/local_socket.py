@@ -389,7 +389,7 @@ class LocalSocketChannel(IpcChannel):
         channel = cls(stream, name, server=False, token=token, **options)
         channel._session.start()
         try:
-            channel._write(channel._session.take_output(), 1)
+            channel._write_output()
             if not channel._wait_settled(timeout):
                 raise ChannelTimeout(f"no ready from the server of {name!r} within {timeout}s")
             if channel._session.refusal is not None:
@@ -432,10 +432,7 @@ class LocalSocketChannel(IpcChannel):
     def send(self, msg: IpcMessage) -> None:
         """Send ``msg``. Raises ``MessageTooLarge``, ``ShuttingDown``, ``Disconnected``,
         ``SendFailed`` (the peer did not read for ``send_timeout`` seconds)."""
-        frame = msg.to_frame()
-        if len(frame) > self._session.max_frame + 1:  # + 1: the newline
-            encode_frame(msg, self._session.max_frame)  # raises MessageTooLarge
-        self._write(frame, 1)
+        self._write(encode_frame(msg, self._session.max_frame), 1)
 
     def emit(self, event: str, data: Any = None) -> None:
         """Send an ``event`` message named ``event`` (as ``send`` does)."""
@@ -448,11 +445,8 @@ class LocalSocketChannel(IpcChannel):
         """
         if not messages:
             return
-        frames = [msg.to_frame() for msg in messages]
         max_frame = self._session.max_frame
-        if max(map(len, frames)) > max_frame + 1:  # + 1: the newline
-            for msg in messages:
-                encode_frame(msg, max_frame)  # raises MessageTooLarge for the culprit
+        frames = [encode_frame(msg, max_frame) for msg in messages]  # raises before any write
         self._write(b"".join(frames), len(messages))
 
     def announce(self, handlers: list[str]) -> None:
@@ -718,16 +712,6 @@ class LocalSocketChannel(IpcChannel):
         try:
             messages = session.feed(data)
             if not self._open and session.established:
-                with self._write_lock:
-                    # A server lists the connection for its broadcasts before the
-                    # ready goes out, and a broadcast to it waits for this lock: a
-                    # client whose connect() returned gets every later broadcast,
-                    # and the ready before anything else.
-                    if self._on_listed is not None:
-                        self._on_listed(self)
-                    output = session.take_output()
-                    if output:
-                        self._send_locked(output, output.count(b"\n"))
                 self._session_opened(messages)
             elif session.output:
                 self._write_output()
@@ -747,6 +731,15 @@ class LocalSocketChannel(IpcChannel):
             self._write(output, output.count(b"\n"))
 
     def _session_opened(self, messages: list[IpcMessage]) -> None:
+        with self._write_lock:
+            # A server lists the connection for its broadcasts before the ready
+            # goes out, and a broadcast to it waits for this lock: a client whose
+            # connect() returned gets every later broadcast, and the ready first.
+            if self._on_listed is not None:
+                self._on_listed(self)
+            output = self._session.take_output()
+            if output:
+                self._send_locked(output, output.count(b"\n"))
         if not self._session.server:
             # The ready that opened the session is connect()'s answer, not a message
             # for the application (its data is in peer_info); later readys are delivered.

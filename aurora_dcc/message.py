@@ -107,12 +107,7 @@ class IpcMessage:
 
     @classmethod
     def response(cls, id: Optional[str], data: Any = None) -> IpcMessage:
-        msg = _new_message(cls)  # as _make does, inline: one per request served
-        msg.type = _RESPONSE
-        msg.data = {} if data is None else data
-        msg.id = id
-        msg.method = msg.event = msg.error = None
-        return msg
+        return cls._make(_RESPONSE, data, id)
 
     @classmethod
     def error_response(
@@ -155,24 +150,19 @@ class IpcMessage:
             out["error"] = self.error.to_dict()
         return out
 
-    def _encode_error(self, exc: Exception) -> SerializationError:
-        return SerializationError(
-            f"cannot encode {self.type.value} message: {exc}", ErrorCode.INTERNAL_ERROR
-        )
-
     def to_bytes(self) -> bytes:
         """UTF-8 JSON without the frame's trailing newline."""
         try:
             return codec.dumps(self.to_dict())
         except codec.EncodeError as exc:
-            raise self._encode_error(exc) from exc
+            raise _encode_error(self.type.value, exc) from exc
 
     def to_frame(self) -> bytes:
         """UTF-8 JSON with the frame's trailing newline (see ``framing.encode_frame``)."""
         try:
             return _dumps_line(self.to_dict())
         except codec.EncodeError as exc:
-            raise self._encode_error(exc) from exc
+            raise _encode_error(self.type.value, exc) from exc
 
     @staticmethod
     def event_frame(event: str, data: Any = None) -> bytes:
@@ -185,9 +175,7 @@ class IpcMessage:
                 {"type": _EVENT, "event": event, "data": {} if data is None else data}
             )
         except codec.EncodeError as exc:
-            raise SerializationError(
-                f"cannot encode event message: {exc}", ErrorCode.INTERNAL_ERROR
-            ) from exc
+            raise _encode_error("event", exc) from exc
 
     def to_json(self) -> str:
         return self.to_bytes().decode("utf-8")
@@ -220,15 +208,7 @@ class IpcMessage:
             except SerializationError as exc:
                 exc.message_id = msg_id
                 raise
-        msg = _new_message(cls)  # as _make does, inline: this is every received message
-        msg.type = msg_type
-        data = get("data")
-        msg.data = {} if data is None else data
-        msg.id = msg_id
-        msg.method = method
-        msg.event = event
-        msg.error = error
-        return msg
+        return cls._make(msg_type, get("data"), msg_id, method, event, error)
 
     @classmethod
     def from_json(cls, raw: bytes | bytearray | memoryview | str) -> IpcMessage:
@@ -262,8 +242,12 @@ class IpcMessage:
 _REQUEST = IpcMessageType.REQUEST
 _RESPONSE = IpcMessageType.RESPONSE
 _EVENT = IpcMessageType.EVENT
-_new_message = object.__new__
 _dumps_line = codec.dumps_line
+
+
+def _encode_error(kind: str, exc: Exception) -> SerializationError:
+    """What ``to_bytes``/``to_frame``/``event_frame`` raise for data that is not JSON."""
+    return SerializationError(f"cannot encode {kind} message: {exc}", ErrorCode.INTERNAL_ERROR)
 
 
 def _check(obj: Any) -> None:

@@ -144,15 +144,26 @@ def _holding_sends() -> Iterator[None]:
         delivery.batches -= 1
         delivery.depth -= 1
         if not delivery.depth:
-            failure: Optional[SendFailed] = None
-            holding = delivery.holding
-            while holding:  # every connection writes, even after one failed
-                try:
-                    holding.pop()._push()
-                except SendFailed as exc:
-                    failure = failure or exc
-            if failure is not None:
-                raise failure
+            failures = _push_holding()
+            for extra in failures[1:]:
+                log.warning("%s", extra)
+            if failures:
+                raise failures[0]
+
+
+def _push_holding() -> list[SendFailed]:
+    """Write what this thread's connections hold, every one even after a failure;
+    returns the failures (each counted in its connection's metrics)."""
+    failures: list[SendFailed] = []
+    holding = _delivery.holding
+    while holding:
+        conn = holding.pop()
+        try:
+            conn._push()
+        except SendFailed as exc:
+            conn.metrics.record_error()
+            failures.append(exc)
+    return failures
 
 
 def _require_app() -> None:
@@ -516,8 +527,11 @@ class QtLocalSocketChannel(IpcChannel):
             held = self._held
             delivery = _delivery
             if not delivery.depth:
-                self._write(frame)
-                self._push()
+                if held:  # keep the order behind anything still held
+                    self._write(frame)
+                    self._push()
+                else:
+                    self._write_now(frame)
             elif not held and self._first_sent != delivery.generation and not delivery.batches:
                 self._first_sent = delivery.generation  # see _Delivery
                 self._write_now(frame)
@@ -710,9 +724,8 @@ class QtLocalSocketChannel(IpcChannel):
         finally:
             self._reading -= 1
             delivery.depth -= 1
-        holding = delivery.holding
-        while holding:  # one write per connection for everything this batch sent
-            holding.pop()._push_logging_failure()
+        for failure in _push_holding():  # one write per connection for what handlers sent
+            log.warning("%s", failure)
 
     def _read_available(self, force: bool = False, signalled: bool = False) -> None:
         """Read and handle what Qt has buffered. ``signalled``: from our ``readyRead``

@@ -166,7 +166,7 @@ class StdioChannel(LocalSocketChannel):
         session = channel._session
         session.start()
         try:
-            channel._write(session.take_output(), 1)
+            channel._write_output()
             channel._start_reader()
             if not channel._settled.wait(timeout):
                 raise ChannelTimeout(f"no ready from the host of {name!r} within {timeout}s")

@@ -119,20 +119,20 @@ class _BoundedQueue:
             raise ShuttingDown("channel shut down while waiting for room: message not sent")
 
     def _record_latency(self, taken: int) -> None:
-        """Latency of the sampled messages among the ``taken`` oldest (before the take)."""
+        """Latency of the sampled messages among the ``taken`` oldest (before the take;
+        ``_stamps`` not empty)."""
         stamps = self._stamps
         last_taken = self.puts - len(self._items) + taken  # sequence numbers are 1-based
+        if stamps[0][0] > last_taken:
+            return  # none of them was sampled: no clock read
         now = _perf()
         while stamps and stamps[0][0] <= last_taken:
             self.metrics.record_latency(now - stamps.popleft()[1])
 
     def _pop(self) -> IpcMessage:
-        items = self._items
-        stamps = self._stamps
-        # The clock is read only when the message taken is a sampled one.
-        if stamps and stamps[0][0] == self.puts - len(items) + 1:
-            self.metrics.record_latency(_perf() - stamps.popleft()[1])
-        msg = items.popleft()
+        if self._stamps:
+            self._record_latency(1)
+        msg = self._items.popleft()
         if self._room_waiters:
             self._not_full.notify()
         if not self._items and self._empty_waiters:

@@ -182,17 +182,17 @@ def test_a_blocking_request_from_a_handler_on_the_reader_thread_is_refused(
 ) -> None:
     _registry, server, client = served
     errors: list[BaseException] = []
+    handled = threading.Event()
 
     def on_event(event: str, data: Any) -> None:
         try:
             client.request("anything", timeout=WAIT)
         except BaseException as exc:
             errors.append(exc)
+        handled.set()
 
     client.on("go", on_event)
     server.emit("go")
-    deadline = time.monotonic() + WAIT
-    while not errors and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert handled.wait(WAIT)
     assert errors and isinstance(errors[0], RuntimeError)
     assert "would wait for its own reply" in str(errors[0])
