@@ -72,7 +72,7 @@ class IpcChannelMetrics:
     ) -> None:
         """``queue_length`` reports the current queue; ``derive(metrics)``, called
         by ``snapshot()`` first, fills counters a transport derives instead of
-        updating them per message (``ThreadChannel`` counts only its puts)."""
+        updating them per message (``ThreadChannel`` counts only its takes)."""
         self.messages_sent = 0
         self.messages_received = 0
         self.bytes_sent = 0

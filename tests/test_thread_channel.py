@@ -211,3 +211,61 @@ def test_metrics_snapshot_is_frozen_and_json_serialisable() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError):
         ThreadChannel("bad", capacity=0)
+
+
+def test_metrics_count_exactly_through_single_and_batched_takes() -> None:
+    a, b = ThreadChannel.pair("counts", capacity=5000)
+    for i in range(3000):
+        a.send(IpcMessage("data", i))
+    taken = [b.receive(timeout=1).data for _ in range(700)]
+    taken += [m.data for m in b.try_receive_many(1500)]
+    sent_snap, received_snap = a.metrics.snapshot(), b.metrics.snapshot()
+    assert sent_snap.messages_sent == 3000
+    assert received_snap.messages_received == 2200
+    assert received_snap.queue_length == 800
+    while (msg := b.try_receive()) is not None:
+        taken.append(msg.data)
+    assert taken == list(range(3000))
+    assert b.metrics.snapshot().messages_received == 3000
+
+
+def test_peak_queue_length_is_the_longest_the_queue_has_been() -> None:
+    a, b = ThreadChannel.pair("peak", capacity=100)
+    for _ in range(7):
+        a.send(IpcMessage("data"))
+    for _ in range(3):
+        b.receive(timeout=1)
+    a.send(IpcMessage("data"))  # 5 queued: below the peak
+    assert b.metrics.snapshot().peak_queue_length == 7
+    for _ in range(6):
+        a.send(IpcMessage("data"))  # 11 queued
+    b.try_receive_many(100)
+    assert b.metrics.snapshot().peak_queue_length == 11
+    for _ in range(100):
+        a.send(IpcMessage("data"))
+    with pytest.raises(SendFailed):
+        a.send(IpcMessage("data"), timeout=0.01)
+    assert b.metrics.snapshot().peak_queue_length == 100
+
+
+def test_latency_is_sampled_from_the_first_message_on_and_under_backlog() -> None:
+    from aurora_dcc.thread_channel import LATENCY_SAMPLE
+
+    a, b = ThreadChannel.pair("latency", capacity=10 * LATENCY_SAMPLE)
+    a.send(IpcMessage("data"))
+    time.sleep(0.02)
+    b.receive(timeout=1)
+    first = b.metrics.snapshot()
+    assert first.avg_latency_ms >= 15  # the first message is always measured
+    # A backlog that waits 20 ms before it is drained: a sample is armed every
+    # LATENCY_SAMPLE takes and measures the next message sent, which waits too.
+    for _ in range(3):
+        for _ in range(2 * LATENCY_SAMPLE):
+            a.send(IpcMessage("data"))
+        time.sleep(0.02)
+        while b.try_receive_many(50):
+            pass
+    snap = b.metrics.snapshot()
+    assert snap.messages_received == 1 + 6 * LATENCY_SAMPLE
+    assert b.metrics.latency_count >= 3
+    assert snap.avg_latency_ms >= 15 and snap.max_latency_ms >= snap.avg_latency_ms
