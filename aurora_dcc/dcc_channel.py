@@ -16,9 +16,9 @@ Usage::
     names = channel.call_in_main_thread(cmds.ls, "pCube*", timeout=5.0)
 
 How delivery works: the channel holds a ``ThreadChannel`` (the queue) and a
-:class:`Waker` (``QtWaker`` by default). The main thread is woken only when the
-queue goes from empty to non-empty, and each wake drains messages until the
-queue is empty or ``frame_budget`` (8 ms) is spent; then it yields to the event
+:class:`Waker` (``QtWaker`` by default). The main thread is woken only by the
+first message sent after a drain found the queue empty, and each wake drains
+messages until the queue is empty or ``frame_budget`` (8 ms) is spent; then it yields to the event
 loop and wakes itself again, so a flood never holds the UI for more than a
 frame or so. With no handler registered, messages stay queued for
 ``receive()``/``try_receive()``.
@@ -289,7 +289,7 @@ class DccIpcChannel(IpcChannel):
     # -- delivery (main thread) ----------------------------------------------
 
     def _wake(self) -> None:
-        """Any thread: ask the main thread to drain (the queue's empty -> non-empty hook)."""
+        """Any thread: ask the main thread to drain (the queue's wake-up callback)."""
         waker = self._waker
         if waker is not None:
             waker.wake()
@@ -306,10 +306,10 @@ class DccIpcChannel(IpcChannel):
                 break
             call.run()
         handlers = self._handlers
-        if not (handlers and (self._ready or self._queue._queue_length())):
-            # No handler, or nothing queued (a wake for calls only, or already
-            # drained): return at once, so a worker released by a call above
-            # gets the GIL back.
+        if not handlers or (not self._ready and self._queue.wake_on_next_send()):
+            # No handler (adding one wakes us), or nothing queued (a wake for
+            # calls only, or already drained): return at once, so a worker
+            # released by a call above gets the GIL back.
             if self._state._shutting_down:
                 self._finish()
             return
@@ -327,14 +327,16 @@ class DccIpcChannel(IpcChannel):
         ready = self._ready
         try:
             take = self._queue.try_receive_many
-            queued = self._queue._queue_length
+            idle = self._queue.wake_on_next_send
             dispatch = self._dispatch
             deadline = _perf() + self.frame_budget
             while handlers:
                 if not ready:
                     batch = take(_BATCH)
                     if not batch:
-                        return  # the next send finds the queue empty and wakes us
+                        if idle():
+                            return  # the next send wakes us
+                        continue
                     ready.extend(batch)
                 try:
                     msg = ready.popleft()
@@ -343,8 +345,8 @@ class DccIpcChannel(IpcChannel):
                 dispatch(msg)
                 if _perf() >= deadline:
                     break
-                if not ready and not queued():  # lock-free: a send to an empty queue wakes us
-                    return
+                if not ready and idle():
+                    return  # the next send wakes us
             else:
                 return  # the last handler left; messages wait for receive()
         finally:

@@ -36,8 +36,6 @@ LATENCY_SAMPLE = 256
 """Latency is measured on about one message in this many (the first, then the
 first sent after every ``LATENCY_SAMPLE`` receives)."""
 
-_NEVER = float("inf")
-
 
 class _Default:
     """Marker for "use the channel's default send timeout"."""
@@ -47,25 +45,38 @@ _DEFAULT = _Default()
 
 
 class _BoundedQueue:
-    """A deque guarded by one lock with three conditions; ``close()`` wakes all.
+    """A bounded FIFO whose puts and takes take no lock.
 
-    ``on_nonempty`` is called (outside the lock) by the put that takes the queue
-    from empty to non-empty: the hook ``DccIpcChannel`` wakes on.
+    ``deque.append`` and ``deque.popleft`` are atomic in CPython, so the fast
+    paths need no lock. Under the GIL a lock on them costs far more than the
+    lock itself: a thread switched out while holding it makes the other block
+    and hand the GIL back, and a put/take across two threads measured ~8x
+    slower that way. ``_lock`` and its conditions serve the rare paths only:
+    waiting for a message, for room or for the queue to empty, a closed queue,
+    a latency sample. A waiter registers under the lock before it looks at the
+    queue, and the fast paths look for waiters after they change it, so no
+    wake-up is lost.
+
+    Capacity: a put that finds the queue full waits for room; senders racing
+    for the last places may each put one more. ``on_nonempty`` (the receiver's
+    wake-up) is called by the first put after ``wake_on_next_put()``.
 
     Metrics cost one counter per message and almost nothing else on the fast
-    paths (in CPython a counter costs ~5% of a put and take, a test ~2%):
+    paths (in CPython a counter costs ~5% of a locked put and take, a test ~2%):
 
     - Messages are numbered 1, 2, 3, ... as they are put; ``takes`` counts those
       taken, so the next taken is number ``takes + 1`` and ever put is
-      ``takes + len(queue)``.
-    - ``put`` compares the queue's length with ``_slow_at``, where it had to
+      ``takes + len(queue)``. (Two threads taking from one queue at the same
+      moment can, rarely, lose a count on CPython 3.9/3.10.)
+    - A put compares the queue's length with ``_slow_at`` where it had to
       compare it with the capacity anyway: ``_slow_at`` is the peak length so
-      far (never above the capacity), or 0 when the queue is closed or a latency
-      sample is due. Past it, a put records a new peak, or takes the slow path:
-      it refuses, waits for room, or stamps the sampled message's send time.
-    - A take compares ``takes`` with ``_take_check`` instead of testing whether
-      senders wait for room: ``_take_check`` is 0 while they do, otherwise the
-      number of the next stamped message or the take that arms the next sample.
+      far (never above the capacity), or 0 when the queue is closed or a
+      latency sample is due. Past it, a put records a new peak, or takes the
+      slow path: it refuses, waits for room, or stamps the message's send time.
+    - A take compares ``takes`` with ``_take_check`` instead of testing for
+      waiting threads: ``_take_check`` is 0 while threads wait for room or for
+      the queue to empty, otherwise the number of the next stamped message or
+      the take that arms the next sample.
     """
 
     def __init__(self, capacity: int, metrics: IpcChannelMetrics) -> None:
@@ -78,8 +89,9 @@ class _BoundedQueue:
         self.on_nonempty: Optional[Callable[[], None]] = None
         self.closed = False
         self._items: deque[IpcMessage] = deque()
+        self._wake_wanted = False  # see wake_on_next_put()
         self._slow_at = 0  # see the class docstring
-        self._take_check: float = _NEVER
+        self._take_check = 0
         self._sample_due = True  # the first message is sampled
         self._arm_at = LATENCY_SAMPLE  # the take after which the next one is
         # (message number, send time) of the sampled messages still queued:
@@ -90,9 +102,7 @@ class _BoundedQueue:
         self._not_empty = threading.Condition(lock)
         self._not_full = threading.Condition(lock)
         self._empty = threading.Condition(lock)
-        # Threads waiting for a message / for room / for the queue to empty:
-        # counted (under the lock) so that put and take skip notify() when
-        # nobody waits (it costs about as much as the put or take itself).
+        # Threads waiting for a message / for room / for the queue to empty.
         self._item_waiters = 0
         self._room_waiters = 0
         self._empty_waiters = 0
@@ -103,136 +113,182 @@ class _BoundedQueue:
     @property
     def puts(self) -> int:
         """Messages ever put."""
-        with self._lock:
-            return self.takes + len(self._items)
+        return self.takes + len(self._items)
+
+    # -- putting ---------------------------------------------------------------
 
     def put(self, msg: IpcMessage, timeout: Optional[float]) -> None:
         items = self._items
+        length = len(items)  # before this message
+        if length >= self._slow_at:
+            if self._slow_at and length < self.capacity:
+                self.peak = self._slow_at = length + 1  # a new peak, and nothing else
+                if self.closed or self._sample_due:  # set meanwhile: keep the slow path on
+                    self._slow_at = 0
+            else:
+                self._put_slowly(msg, timeout)
+                return
+        items.append(msg)
+        if self._item_waiters:
+            self._notify_receiver()
+        if self._wake_wanted:
+            self._wake_receiver()
+
+    def _put_slowly(self, msg: IpcMessage, timeout: Optional[float]) -> None:
+        """Closed, full, or a sample due: under the lock."""
         with self._lock:
-            length = len(items) + 1  # with this message
-            if length > self._slow_at:
-                if self._slow_at and length <= self.capacity:
-                    self.peak = self._slow_at = length  # a new peak, and nothing else
-                else:
-                    length = self._before_rare_put(timeout)
+            if self.closed:
+                raise ShuttingDown("channel is shutting down: message not sent")
+            items = self._items
+            if len(items) >= self.capacity:
+                self._wait_for_room(timeout)
+            length = len(items) + 1
+            if length > self.peak:
+                self.peak = length
+            if self._sample_due:
+                self._sample_due = False
+                self._stamps.append((self.takes + length, _perf()))
+                self._update_take_check()
+            self._slow_at = self.peak
             items.append(msg)
             if self._item_waiters:
                 self._not_empty.notify()
-        if length == 1 and self.on_nonempty is not None:
-            self.on_nonempty()
-
-    def _before_rare_put(self, timeout: Optional[float]) -> int:
-        """The put's slow path, before its append: closed, full or a sample due.
-
-        Returns the queue's length with the message to be put.
-        """
-        if self.closed:
-            raise ShuttingDown("channel is shutting down: message not sent")
-        if len(self._items) >= self.capacity:
-            self._wait_for_room(timeout)
-        length = len(self._items) + 1
-        if length > self.peak:
-            self.peak = length
-        if self._sample_due:
-            self._sample_due = False
-            self._stamps.append((self.takes + length, _perf()))
-            self._update_take_check()
-        self._slow_at = self.peak
-        return length
+        if self._wake_wanted:
+            self._wake_receiver()
 
     def _wait_for_room(self, timeout: Optional[float]) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while len(self._items) >= self.capacity and not self.closed:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise SendFailed(
-                    f"queue full ({self.capacity} messages) for {timeout}s: message not sent"
-                )
-            self._room_waiters += 1
-            self._take_check = 0
-            try:
+        self._room_waiters += 1
+        self._take_check = 0
+        try:
+            while len(self._items) >= self.capacity and not self.closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise SendFailed(
+                        f"queue full ({self.capacity} messages) for {timeout}s: message not sent"
+                    )
                 self._not_full.wait(remaining)
-            finally:
-                self._room_waiters -= 1
-                self._update_take_check()
+        finally:
+            self._room_waiters -= 1
+            self._update_take_check()
         if self.closed:
             raise ShuttingDown("channel shut down while waiting for room: message not sent")
 
-    def _update_take_check(self) -> None:
-        if self._room_waiters:
-            self._take_check = 0
-        else:
-            stamped = self._stamps[0][0] if self._stamps else _NEVER
-            self._take_check = min(stamped, self._arm_at)
+    def _notify_receiver(self) -> None:
+        with self._lock:
+            self._not_empty.notify()
 
-    def _after_rare_take(self, count: int) -> None:
-        """A take's slow path, after ``count`` messages were taken."""
-        taken, stamps = self.takes, self._stamps
-        if stamps and stamps[0][0] <= taken:
-            now = _perf()
-            while stamps and stamps[0][0] <= taken:
-                self.metrics.record_latency(now - stamps.popleft()[1])
-        if taken >= self._arm_at:
-            self._arm_at = taken + LATENCY_SAMPLE
-            self._sample_due = True
-            self._slow_at = 0
-        if self._room_waiters:
-            self._not_full.notify(count)
-        self._update_take_check()
+    def _wake_receiver(self) -> None:
+        self._wake_wanted = False
+        callback = self.on_nonempty
+        if callback is not None:
+            callback()
 
-    def _pop(self) -> IpcMessage:
+    def wake_on_next_put(self) -> bool:
+        """Have the next put call ``on_nonempty``; returns False, asking nothing,
+        when messages are queued already (the receiver should take them first)."""
+        self._wake_wanted = True
+        if self._items:  # put before the flag was seen: no wake-up comes for it
+            self._wake_wanted = False
+            return False
+        return True
+
+    # -- taking ----------------------------------------------------------------
+
+    def get_nowait(self) -> Optional[IpcMessage]:
+        try:
+            msg = self._items.popleft()
+        except IndexError:
+            return None
         self.takes = taken = self.takes + 1
-        msg = self._items.popleft()
         if taken >= self._take_check:
             self._after_rare_take(1)
-        if not self._items and self._empty_waiters:
-            self._empty.notify_all()
         return msg
 
     def get(self, timeout: Optional[float]) -> IpcMessage:
+        try:
+            msg = self._items.popleft()
+        except IndexError:
+            msg = self._wait_for_message(timeout)
+        self.takes = taken = self.takes + 1
+        if taken >= self._take_check:
+            self._after_rare_take(1)
+        return msg
+
+    def _wait_for_message(self, timeout: Optional[float]) -> IpcMessage:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        items = self._items
         with self._lock:
-            if not self._items:
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while not self._items:
+            self._item_waiters += 1
+            try:
+                while True:
+                    try:
+                        return items.popleft()
+                    except IndexError:
+                        pass
                     if self.closed:
                         raise ShuttingDown("channel is shut down and empty")
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise ChannelTimeout(f"no message within {timeout}s")
-                    self._item_waiters += 1
-                    try:
-                        self._not_empty.wait(remaining)
-                    finally:
-                        self._item_waiters -= 1
-            return self._pop()
-
-    def get_nowait(self) -> Optional[IpcMessage]:
-        with self._lock:
-            return self._pop() if self._items else None
+                    self._not_empty.wait(remaining)
+            finally:
+                self._item_waiters -= 1
 
     def get_many(self, limit: int) -> list[IpcMessage]:
-        """Up to ``limit`` messages, oldest first, for one lock hold and one notify."""
+        """Up to ``limit`` messages, oldest first (maybe none). Never blocks."""
+        batch: list[IpcMessage] = []
+        items = self._items
+        popleft, append = items.popleft, batch.append
+        try:
+            for _ in range(min(limit, len(items))):
+                append(popleft())
+        except IndexError:
+            pass  # another thread took some meanwhile
+        if batch:
+            self.takes = taken = self.takes + len(batch)
+            if taken >= self._take_check:
+                self._after_rare_take(len(batch))
+        return batch
+
+    def _after_rare_take(self, count: int) -> None:
+        """After ``count`` messages were taken: latency, arming a sample, waiting threads."""
         with self._lock:
-            items = self._items
-            count = min(limit, len(items))
-            if not count:
-                return []
-            self.takes += count
-            popleft = items.popleft
-            batch = [popleft() for _ in range(count)]
-            if self.takes >= self._take_check:
-                self._after_rare_take(count)
-            if not items and self._empty_waiters:
+            taken, stamps = self.takes, self._stamps
+            if stamps and stamps[0][0] <= taken:
+                now = _perf()
+                while stamps and stamps[0][0] <= taken:
+                    self.metrics.record_latency(now - stamps.popleft()[1])
+            if taken >= self._arm_at:
+                self._arm_at = taken + LATENCY_SAMPLE
+                self._sample_due = True
+                self._slow_at = 0
+            if self._room_waiters:
+                self._not_full.notify(count)
+            if self._empty_waiters and not self._items:
                 self._empty.notify_all()
-            return batch
+            self._update_take_check()
+
+    def _update_take_check(self) -> None:
+        """Under the lock: see the class docstring."""
+        if self._room_waiters or self._empty_waiters:
+            self._take_check = 0
+        elif self._stamps:
+            self._take_check = min(self._stamps[0][0], self._arm_at)
+        else:
+            self._take_check = self._arm_at
+
+    # -- waiting for the queue to empty, closing ---------------------------------
 
     def wait_empty(self, timeout: Optional[float]) -> bool:
         with self._lock:
             self._empty_waiters += 1
+            self._take_check = 0
             try:
                 return self._empty.wait_for(lambda: not self._items, timeout)
             finally:
                 self._empty_waiters -= 1
+                self._update_take_check()
 
     def close(self) -> None:
         with self._lock:
@@ -281,11 +337,25 @@ class ThreadChannel(IpcChannel):
         return self._inbox.capacity
 
     def set_wakeup(self, callback: Optional[Callable[[], None]]) -> None:
-        """Call ``callback`` whenever this end's queue goes from empty to non-empty.
+        """Have the first send after :meth:`wake_on_next_send` call ``callback``.
 
-        It runs on the sending thread, outside the queue's lock, and must be quick.
+        It runs on the sending thread and must be quick.
         """
         self._inbox.on_nonempty = callback
+
+    def wake_on_next_send(self) -> bool:
+        """A receiver about to idle: the next send to this end calls the wake-up callback.
+
+        Returns False, and asks for nothing, when messages are queued: take
+        them first. Usage, in a receiver woken by the callback::
+
+            while True:
+                for msg in end.try_receive_many(256):
+                    handle(msg)
+                if end.wake_on_next_send():
+                    return  # the next send wakes us again
+        """
+        return self._inbox.wake_on_next_put()
 
     def send(self, msg: IpcMessage, timeout: Union[float, _Default, None] = _DEFAULT) -> None:
         """Queue ``msg``; waits up to ``timeout`` (default ``send_timeout``) when full."""
@@ -310,7 +380,7 @@ class ThreadChannel(IpcChannel):
         # in a loopback), and only this end takes from its inbox.
         metrics.messages_sent = self._outbox.puts
         metrics.messages_received = self._inbox.takes
-        metrics.peak_queue_length = self._inbox.peak
+        metrics.peak_queue_length = max(self._inbox.peak, len(self._inbox))
 
     def wait_for_drain(self, timeout: Optional[float] = None) -> None:
         """Wait until in-flight operations end and the receiver has taken all we sent."""

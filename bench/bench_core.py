@@ -1,12 +1,15 @@
 """Core hot path: ThreadChannel send/receive and message encode/decode.
 
-Measures what per-channel metrics cost by running the same loops with the
-real ``IpcChannelMetrics`` and with a no-op stand-in, in the same process,
-and prints the ratio. Run: ``python bench/bench_core.py``.
+Measures what per-channel metrics cost by running the same loops on the real
+queue and on the same queue with the metrics taken out, in the same process,
+and prints the ratio; and sets ThreadChannel beside the standard library's
+``queue.Queue`` and ``queue.SimpleQueue`` (a C queue, unbounded, no close).
+Run: ``python bench/bench_core.py``.
 """
 
 from __future__ import annotations
 
+import queue
 import statistics
 import threading
 import time
@@ -25,38 +28,54 @@ class QueueWithoutMetrics(_BoundedQueue):
     """``_BoundedQueue`` with the metrics taken out: the baseline.
 
     It keeps the queue's own shape: one length test per put (against the
-    capacity, or 0 once closed) and one waiting-senders test per take.
+    capacity, or 0 once closed) and one waiting-threads test per take.
     """
 
     def __init__(self, capacity: int, metrics: IpcChannelMetrics) -> None:
         super().__init__(capacity, metrics)
         self._slow_at = capacity
+        self._take_check = 1
 
     def put(self, msg: IpcMessage, timeout: float | None) -> None:
         items = self._items
-        with self._lock:
-            length = len(items) + 1
-            if length > self._slow_at:
+        if len(items) >= self._slow_at:
+            with self._lock:
                 if self.closed:
                     raise ShuttingDown("closed")
                 self._wait_for_room(timeout)
-                length = len(items) + 1
-            items.append(msg)
-            if self._item_waiters:
-                self._not_empty.notify()
-        if length == 1 and self.on_nonempty is not None:
-            self.on_nonempty()
+        items.append(msg)
+        if self._item_waiters:
+            self._notify_receiver()
+        if self._wake_wanted:
+            self._wake_receiver()
+
+    def get_nowait(self) -> IpcMessage | None:
+        try:
+            msg = self._items.popleft()
+        except IndexError:
+            return None
+        if not self._take_check:
+            self._after_rare_take(1)
+        return msg
+
+    def get(self, timeout: float | None) -> IpcMessage:
+        try:
+            msg = self._items.popleft()
+        except IndexError:
+            msg = self._wait_for_message(timeout)
+        if not self._take_check:
+            self._after_rare_take(1)
+        return msg
+
+    def _after_rare_take(self, count: int) -> None:
+        with self._lock:
+            if self._room_waiters:
+                self._not_full.notify(count)
+            if self._empty_waiters and not self._items:
+                self._empty.notify_all()
 
     def _update_take_check(self) -> None:
-        pass  # only the metrics need it
-
-    def _pop(self) -> IpcMessage:
-        msg = self._items.popleft()
-        if self._room_waiters:
-            self._not_full.notify()
-        if not self._items and self._empty_waiters:
-            self._empty.notify_all()
-        return msg
+        self._take_check = 0 if self._room_waiters or self._empty_waiters else 1
 
 
 def make_pair(metrics: bool) -> tuple[ThreadChannel, ThreadChannel]:
@@ -93,6 +112,31 @@ def across_threads(metrics: bool, count: int = 50_000) -> float:
         b.receive(timeout=10)
     producer.join()
     return count / (time.perf_counter() - started)
+
+
+def stdlib_queue(
+    kind: type[queue.Queue[IpcMessage]] | type[queue.SimpleQueue[IpcMessage]],
+) -> tuple[float, float]:
+    """Same-thread and cross-thread rates of a standard-library queue."""
+    msg = IpcMessage.event_message("tick", {"frame": 1})
+    q = kind()
+    started = time.perf_counter()
+    for _ in range(20_000):
+        q.put(msg)
+        q.get_nowait()
+    same = 20_000 / (time.perf_counter() - started)
+
+    def produce() -> None:
+        for _ in range(50_000):
+            q.put(msg)
+
+    producer = threading.Thread(target=produce)
+    started = time.perf_counter()
+    producer.start()
+    for _ in range(50_000):
+        q.get(timeout=10)
+    producer.join()
+    return same, 50_000 / (time.perf_counter() - started)
 
 
 def codec_round_trip() -> float:
@@ -160,6 +204,12 @@ def main() -> None:
         f"metrics' {ns:.0f} ns/msg (same-thread row) = {ns / cross_ns * 100:.1f}% of the"
         f" median cross-thread message without metrics ({cross_ns / 1000:.2f} us)"
     )
+    for kind in (queue.Queue, queue.SimpleQueue):
+        runs = [stdlib_queue(kind) for _ in range(9)]
+        print(
+            f"queue.{kind.__name__:11s} same thread {statistics.median(r[0] for r in runs):>10,.0f}"
+            f"  across threads {statistics.median(r[1] for r in runs):>10,.0f}"
+        )
     print(f"{'encode+decode':15s} {best_of(codec_round_trip):>23,.0f}")
 
 

@@ -278,11 +278,17 @@ def test_a_waker_without_qt_delivers_on_its_main_thread(qapp: Any) -> None:
     channel = DccIpcChannel("manual", waker=waker)
     got: list[tuple[int, bool]] = []
     channel.on_message(lambda msg: got.append((msg.data["n"], waker.on_main_thread())))
+    waker.callback()  # the drain asked for by attach() and on_message(): nothing queued yet
     wakes_before = waker.wakes
     start_thread(lambda: [channel.emit("n", {"n": n}) for n in range(100)]).join(5.0)
     assert waker.wakes - wakes_before == 1  # coalesced: one wake for a burst into an empty queue
     waker.callback()
     assert got == [(n, True) for n in range(100)]
+    wakes_before = waker.wakes
+    start_thread(lambda: [channel.emit("n", {"n": n}) for n in range(100, 200)]).join(5.0)
+    assert waker.wakes - wakes_before == 1  # the drain emptied the queue: the next burst wakes it
+    waker.callback()
+    assert got == [(n, True) for n in range(200)]
     channel.shutdown()
 
 

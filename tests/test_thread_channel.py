@@ -269,3 +269,73 @@ def test_latency_is_sampled_from_the_first_message_on_and_under_backlog() -> Non
     assert snap.messages_received == 1 + 6 * LATENCY_SAMPLE
     assert b.metrics.latency_count >= 3
     assert snap.avg_latency_ms >= 15 and snap.max_latency_ms >= snap.avg_latency_ms
+
+
+def test_many_senders_and_receivers_through_a_small_queue_lose_nothing() -> None:
+    """Senders often find the queue full, receivers often find it empty: every
+    wake-up between them must arrive. A lost one leaves a thread waiting until
+    its timeout (10 s) although messages or room came meanwhile."""
+    senders, per_sender, capacity = 4, 5000, 8
+    a, b = ThreadChannel.pair("busy", capacity=capacity, send_timeout=10)
+    received: list[list[tuple[int, int]]] = [[], []]
+    longest_wait = [0.0]
+
+    def waited(started: float) -> None:
+        longest_wait[0] = max(longest_wait[0], time.monotonic() - started)
+
+    def send(sender: int) -> None:
+        for i in range(per_sender):
+            started = time.monotonic()
+            a.send(IpcMessage("data", (sender, i)))
+            waited(started)
+
+    def receive(mine: list[tuple[int, int]], batch: int) -> None:
+        # One blocking receive, then up to ``batch - 1`` more without waiting.
+        while True:
+            started = time.monotonic()
+            first = b.receive(timeout=10)
+            waited(started)
+            msgs = [first, *b.try_receive_many(batch - 1)]
+            byes = [msg for msg in msgs if msg.type == "bye"]
+            mine.extend(tuple(msg.data) for msg in msgs if msg.type != "bye")
+            if byes:
+                for extra in byes[1:]:  # the other receiver's: pass it on
+                    a.send(extra)
+                return
+
+    workers = [run_in_thread(lambda s=s: send(s)) for s in range(senders)]
+    receivers = [
+        run_in_thread(lambda: receive(received[0], 1)),
+        run_in_thread(lambda: receive(received[1], 16)),
+    ]
+    for thread, outcome in workers:
+        thread.join(30)
+        assert "error" not in outcome, outcome
+    a.send(IpcMessage("bye"))
+    a.send(IpcMessage("bye"))
+    for thread, outcome in receivers:
+        thread.join(30)
+        assert not thread.is_alive() and "error" not in outcome, outcome
+    everything = received[0] + received[1]
+    assert len(everything) == senders * per_sender
+    assert longest_wait[0] < 5.0  # messages and room kept coming: nobody waits that long
+    for sender in range(senders):
+        for part in received:  # each receiver sees each sender's messages in order
+            mine = [i for s, i in part if s == sender]
+            assert mine == sorted(mine)
+        assert sorted(i for s, i in everything if s == sender) == list(range(per_sender))
+    sent = a.metrics.snapshot().messages_sent
+    assert sent - b.metrics.snapshot().messages_received == 0
+    assert senders * per_sender + 2 <= sent <= senders * per_sender + 4  # byes passed on
+    assert capacity <= b.metrics.snapshot().peak_queue_length <= capacity + senders
+
+
+def test_wait_for_drain_returns_once_a_receiver_on_another_thread_took_everything() -> None:
+    a, b = ThreadChannel.pair("drain")
+    for i in range(5000):
+        a.send(IpcMessage("data", i))
+    taker, outcome = run_in_thread(lambda: [b.receive(timeout=5) for _ in range(5000)])
+    a.wait_for_drain(timeout=10)
+    assert len(b._inbox) == 0
+    taker.join(10)
+    assert "error" not in outcome
