@@ -306,10 +306,11 @@ class DccIpcChannel(IpcChannel):
                 break
             call.run()
         handlers = self._handlers
-        if not handlers or (not self._ready and self._queue.wake_on_next_send()):
+        queue = self._queue
+        if not handlers or not (self._ready or len(queue._inbox) or not queue.wake_on_next_send()):
             # No handler (adding one wakes us), or nothing queued (a wake for
-            # calls only, or already drained): return at once, so a worker
-            # released by a call above gets the GIL back.
+            # calls only, or already drained; the next send wakes us): return
+            # at once, so a worker released by a call above gets the GIL back.
             if self._state._shutting_down:
                 self._finish()
             return
