@@ -140,12 +140,24 @@ class IpcChannel(ABC):
 
     def _dispatch(self, msg: IpcMessage) -> None:
         """Hand ``msg`` to every handler; a handler that raises is logged and counted."""
-        for handler in tuple(self._handlers):
+        handlers = self._handlers
+        if len(handlers) == 1:  # the common case, without copying the list
+            handler = handlers[0]
             try:
                 handler(msg)
             except Exception:
-                self.metrics.record_error()
-                log.exception("channel %r: message handler %r raised", self._name, handler)
+                self._handler_failed(handler)
+            return
+        for handler in tuple(handlers):  # a handler may (un)register handlers
+            try:
+                handler(msg)
+            except Exception:
+                self._handler_failed(handler)
+
+    def _handler_failed(self, handler: MessageHandler) -> None:
+        """In an ``except`` block: log the handler's exception and count it."""
+        self.metrics.record_error()
+        log.exception("channel %r: message handler %r raised", self._name, handler)
 
     def wait_event(self, event: Waitable, timeout: Optional[float]) -> bool:
         """Wait for ``event`` the way this transport needs; True if it was set.

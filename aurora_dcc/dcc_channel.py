@@ -314,8 +314,9 @@ class DccIpcChannel(IpcChannel):
             if self._state._shutting_down:
                 self._finish()
             return
+        state = self._state
         try:
-            guard = self._state.begin_operation()  # one per drain: the hot path
+            state._begin_operation()  # one per drain
         except ShuttingDown:
             self._finish()
             return
@@ -351,7 +352,7 @@ class DccIpcChannel(IpcChannel):
             else:
                 return  # the last handler left; messages wait for receive()
         finally:
-            guard.release()
+            state._end_operation()
         if self._waker is not None:
             self._waker.resume()  # out of budget: let the host paint, then continue
 

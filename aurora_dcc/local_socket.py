@@ -766,11 +766,10 @@ class LocalSocketChannel(IpcChannel):
             if len(handlers) != 1:
                 self._dispatch(msg)
                 continue
-            try:  # the common case, one handler, without _dispatch's loop
+            try:  # the common case, one handler, without a call to _dispatch
                 handlers[0](msg)
             except Exception:
-                self.metrics.record_error()
-                log.exception("channel %r: message handler %r raised", self._name, handlers[0])
+                self._handler_failed(handlers[0])
         return []
 
     def _has_handlers(self) -> bool:

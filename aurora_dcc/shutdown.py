@@ -83,11 +83,16 @@ class ShutdownState:
 
     def begin_operation(self) -> OperationGuard:
         """Count an operation as in flight; raises ``ShuttingDown`` once shut down."""
+        self._begin_operation()
+        return OperationGuard(self)
+
+    def _begin_operation(self) -> None:
+        """``begin_operation()`` without the guard, for a hot path that calls
+        ``_end_operation()`` in a ``finally``."""
         with self._lock:
             if self._shutting_down:
                 raise ShuttingDown("shutting down: no new operations are accepted")
             self._in_flight += 1
-        return OperationGuard(self)
 
     def _end_operation(self) -> None:
         with self._lock:
