@@ -13,6 +13,9 @@ Usage::
 A full queue makes ``send`` wait up to its timeout, then raise ``SendFailed``:
 nothing is ever dropped silently. ``shutdown()`` wakes blocked senders and
 receivers with ``ShuttingDown``; messages already queued can still be received.
+A send or receive that does not have to wait takes no lock (see
+``_BoundedQueue``): across two threads that is several times faster than a
+locked queue such as ``queue.Queue``.
 """
 
 from __future__ import annotations
