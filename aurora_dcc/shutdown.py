@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from types import TracebackType
 from typing import Callable, Optional
 
@@ -123,16 +122,12 @@ class ShutdownState:
 
     def wait_for_drain(self, timeout: Optional[float] = None) -> None:
         """Wait until no operation is in flight; raises ``ChannelTimeout`` on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._drain_waiters += 1
             try:
-                while self._in_flight:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise ChannelTimeout(
-                            f"{self._in_flight} operation(s) still in flight after {timeout}s"
-                        )
-                    self._drained.wait(remaining)
+                if not self._drained.wait_for(lambda: not self._in_flight, timeout):
+                    raise ChannelTimeout(
+                        f"{self._in_flight} operation(s) still in flight after {timeout}s"
+                    )
             finally:
                 self._drain_waiters -= 1

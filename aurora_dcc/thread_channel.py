@@ -160,17 +160,15 @@ class _BoundedQueue:
             self._wake_receiver()
 
     def _wait_for_room(self, timeout: Optional[float]) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
         self._room_waiters += 1
         self._take_check = 0
         try:
-            while len(self._items) >= self.capacity and not self.closed:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise SendFailed(
-                        f"queue full ({self.capacity} messages) for {timeout}s: message not sent"
-                    )
-                self._not_full.wait(remaining)
+            if not self._not_full.wait_for(
+                lambda: len(self._items) < self.capacity or self.closed, timeout
+            ):
+                raise SendFailed(
+                    f"queue full ({self.capacity} messages) for {timeout}s: message not sent"
+                )
         finally:
             self._room_waiters -= 1
             self._update_take_check()
