@@ -18,9 +18,9 @@ Usage::
 How delivery works: the channel holds a ``ThreadChannel`` (the queue) and a
 :class:`Waker` (``QtWaker`` by default). The main thread is woken only by the
 first message sent after a drain found the queue empty, and each wake drains
-messages until the queue is empty or ``frame_budget`` (8 ms) is spent; then it yields to the event
-loop and wakes itself again, so a flood never holds the UI for more than a
-frame or so. With no handler registered, messages stay queued for
+messages until the queue is empty or ``frame_budget`` (8 ms) is spent; then
+it yields to the event loop and wakes itself again, so a flood never holds
+the UI for more than a frame or so. With no handler registered, messages stay queued for
 ``receive()``/``try_receive()``.
 
 A channel created before the ``QCoreApplication`` exists queues what it is
@@ -307,7 +307,9 @@ class DccIpcChannel(IpcChannel):
             call.run()
         handlers = self._handlers
         queue = self._queue
-        if not handlers or not (self._ready or len(queue._inbox) or not queue.wake_on_next_send()):
+        if not handlers or not (
+            self._ready or queue._queue_length() or not queue.wake_on_next_send()
+        ):
             # No handler (adding one wakes us), or nothing queued (a wake for
             # calls only, or already drained; the next send wakes us): return
             # at once, so a worker released by a call above gets the GIL back.
@@ -328,8 +330,8 @@ class DccIpcChannel(IpcChannel):
         # handler's reply needs the GIL back (a few us more cost a thread switch).
         ready = self._ready
         try:
-            take = self._queue.try_receive_many
-            idle = self._queue.wake_on_next_send
+            take = queue.try_receive_many
+            idle = queue.wake_on_next_send
             dispatch = self._dispatch
             deadline = _perf() + self.frame_budget
             while handlers:

@@ -65,7 +65,8 @@ class _BoundedQueue:
     wake-up) is called by the first put after ``wake_on_next_put()``.
 
     Metrics cost one counter per message and almost nothing else on the fast
-    paths (in CPython a counter costs ~5% of a locked put and take, a test ~2%):
+    paths (in CPython a counter is ~50 ns, a fifth of a put and take; a test
+    is a few ns):
 
     - Messages are numbered 1, 2, 3, ... as they are put; ``takes`` counts those
       taken, so the next taken is number ``takes + 1`` and ever put is
