@@ -97,6 +97,16 @@ def same_thread(metrics: bool, count: int = 20_000) -> float:
     return count / (time.perf_counter() - started)
 
 
+def emit_and_receive(metrics: bool, count: int = 20_000) -> float:
+    """Same thread, with the message built per send (``emit``), as an application sends."""
+    a, b = make_pair(metrics)
+    started = time.perf_counter()
+    for i in range(count):
+        a.emit("tick", {"frame": i})
+        b.try_receive()
+    return count / (time.perf_counter() - started)
+
+
 def across_threads(metrics: bool, count: int = 50_000) -> float:
     a, b = make_pair(metrics)
     msg = IpcMessage.event_message("tick", {"frame": 1})
@@ -186,8 +196,9 @@ def paired(fn: Callable[[bool], float], rounds: int) -> Paired:
 def main() -> None:
     print("== core: ThreadChannel and codec (msg/s: medians; metrics cost: median and IQR) ==")
     same = paired(same_thread, 41)
+    emitting = paired(emit_and_receive, 41)
     across = paired(across_threads, 21)
-    for label, result in (("same thread", same), ("across threads", across)):
+    for label, result in (("same thread", same), ("emit + receive", emitting)):
         low, median, high = statistics.quantiles(result.costs(), n=4)
         print(
             f"{label:15s} with metrics {statistics.median(result.with_metrics):>10,.0f}"
@@ -196,13 +207,15 @@ def main() -> None:
             f" {len(result.costs())} pairs) = {result.nanoseconds():+.0f} ns/msg"
         )
     # Across threads, who holds the GIL when decides whether the receiver sleeps
-    # per message or drains a backlog: single runs swing by tens of %. The code
-    # that metrics add is the same on either thread, so the same-thread row's
-    # nanoseconds are its cost; here it is set against a cross-thread message.
+    # per message or drains a backlog: single runs swing by tens of %, too much
+    # to resolve tens of nanoseconds. The code that metrics add is the same on
+    # either thread, so the same-thread row's nanoseconds are its cost; here it
+    # is set against a cross-thread message.
     ns, cross_ns = same.nanoseconds(), 1e9 / statistics.median(across.without)
     print(
-        f"metrics' {ns:.0f} ns/msg (same-thread row) = {ns / cross_ns * 100:.1f}% of the"
-        f" median cross-thread message without metrics ({cross_ns / 1000:.2f} us)"
+        f"{'across threads':15s} with metrics {statistics.median(across.with_metrics):>10,.0f}"
+        f"  without {statistics.median(across.without):>10,.0f}  metrics' {ns:.0f} ns/msg"
+        f" = {ns / cross_ns * 100:.1f}% of a message ({cross_ns / 1000:.2f} us)"
     )
     for kind in (queue.Queue, queue.SimpleQueue):
         runs = [stdlib_queue(kind) for _ in range(9)]
