@@ -339,3 +339,19 @@ def test_wait_for_drain_returns_once_a_receiver_on_another_thread_took_everythin
     assert len(b._inbox) == 0
     taker.join(10)
     assert "error" not in outcome
+
+
+def test_the_wake_up_callback_comes_once_after_the_receiver_asks_for_it() -> None:
+    a, b = ThreadChannel.pair("wake")
+    wakes: list[int] = []
+    b.set_wakeup(lambda: wakes.append(len(wakes)))
+    a.send(IpcMessage("data", 1))
+    assert wakes == []  # nobody asked
+    assert not b.wake_on_next_send()  # a message waits: take it first
+    assert b.receive(timeout=1).data == 1
+    assert b.wake_on_next_send()
+    sender, outcome = run_in_thread(lambda: [a.send(IpcMessage("data", n)) for n in range(3)])
+    sender.join(5)
+    assert "error" not in outcome
+    assert wakes == [0]  # one wake-up for the burst
+    assert [m.data for m in b.try_receive_many(10)] == [0, 1, 2]
