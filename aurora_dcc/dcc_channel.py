@@ -238,7 +238,9 @@ class DccIpcChannel(IpcChannel):
             self._state.check()
             return fn(*args)
         # The round trip's path: every bit of Python here or in _drain is time
-        # the other thread spends waiting for the GIL, so it is kept short.
+        # the other thread spends waiting for the GIL, so it is kept short, and
+        # the wake is the last thing before this thread blocks.
+        wait = -1 if timeout is None else max(0.0, timeout)
         call = _Call(fn, args)
         calls = self._calls
         calls.append(call)
@@ -249,8 +251,9 @@ class DccIpcChannel(IpcChannel):
                 pass  # taken: run or failed, the wait below gets its outcome
             else:
                 raise ShuttingDown("shutting down: call not run on the main thread")
+        acquire = call.done.acquire
         self._wake()  # one per call: cheaper than finding out whether one is due
-        if not call.done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+        if not acquire(timeout=wait):
             call.time_out(timeout)
         if call.error is not None:
             raise call.error
@@ -290,11 +293,11 @@ class DccIpcChannel(IpcChannel):
 
     def _wake(self) -> None:
         """Any thread: ask the main thread to drain (the queue's wake-up callback)."""
-        waker = self._waker
-        if waker is not None:
-            waker.wake()
         if self._main_waiting:
             self._arrived.set()
+        waker = self._waker
+        if waker is not None:
+            waker.wake()  # last: the main thread may need the GIL from here on
 
     def _drain(self) -> None:
         """Main thread, on each wake: run calls, then dispatch until empty or out of budget."""
