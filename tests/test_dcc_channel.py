@@ -452,3 +452,22 @@ def test_the_channel_modules_import_no_qt() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_channel_attached_on_a_worker_thread_still_runs_everything_on_the_main_thread(
+    qtbot: Any, qapp: Any
+) -> None:
+    made: list[DccIpcChannel] = []
+    start_thread(lambda: made.append(DccIpcChannel("from-worker"))).join(5.0)
+    (channel,) = made  # its QtWaker was bound off the main thread
+    main = qapp.thread()
+    handled: list[bool] = []
+    channel.on_message(lambda msg: handled.append(QtCore.QThread.currentThread() == main))
+    start_thread(lambda: channel.emit("tick")).join(5.0)
+    qtbot.waitUntil(lambda: bool(handled), timeout=5000)
+    called: list[bool] = []
+    on_main = lambda: QtCore.QThread.currentThread() == main  # noqa: E731
+    start_thread(lambda: called.append(channel.call_in_main_thread(on_main, timeout=5.0)))
+    qtbot.waitUntil(lambda: bool(called), timeout=5000)
+    assert handled == [True] and called == [True]
+    channel.shutdown()
