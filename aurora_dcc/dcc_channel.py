@@ -325,8 +325,8 @@ class DccIpcChannel(IpcChannel):
         except ShuttingDown:
             self._finish()
             return
-        # Messages are taken from the queue in batches (one lock, one notify)
-        # into ``_ready``, and dispatched from there one by one: a drain nested
+        # Messages are taken from the queue in batches into ``_ready``, and
+        # dispatched from there one by one: a drain nested
         # in a handler (a modal dialog, wait_event) continues from the same
         # place, so order holds, and the budget is checked between messages.
         # After a handler, the way out is kept short: a thread waiting for that
