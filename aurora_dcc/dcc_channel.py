@@ -20,8 +20,8 @@ How delivery works: the channel holds a ``ThreadChannel`` (the queue) and a
 first message sent after a drain found the queue empty, and each wake drains
 messages until the queue is empty or ``frame_budget`` (8 ms) is spent; then
 it yields to the event loop and wakes itself again, so a flood never holds
-the UI for more than a frame or so. With no handler registered, messages stay queued for
-``receive()``/``try_receive()``.
+the UI for more than a frame or so. With no handler registered, messages
+stay queued for ``receive()``/``try_receive()``.
 
 A channel created before the ``QCoreApplication`` exists queues what it is
 sent and delivers it after ``attach()``; it never creates an application.

@@ -76,26 +76,22 @@ class FrameDecoder:
         if self.overflowed:
             return []
         partial = self._partial
-        if not partial and data[-1:] == b"\n" and len(data) <= self.max_frame:
-            # The common read: whole frames only, none too long.
+        if not partial and data[-1:] == b"\n":
+            # The common read: whole frames only.
             lines = data.split(b"\n")
             del lines[-1]  # the empty tail after the last newline
-            if b"\r" in data:
-                lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-            if b"" in lines:
-                lines = [line for line in lines if line]
-            return lines
-        if b"\n" not in data:
-            partial += data
-            if len(partial) > self.max_frame:
-                self._overflow()
-            return []
-        if partial:
-            partial += data
-            data = bytes(partial)
-            partial.clear()
-        lines = data.split(b"\n")
-        partial += lines.pop()
+        else:
+            if b"\n" not in data:
+                partial += data
+                if len(partial) > self.max_frame:
+                    self._overflow()
+                return []
+            if partial:
+                partial += data
+                data = bytes(partial)
+                partial.clear()
+            lines = data.split(b"\n")
+            partial += lines.pop()
         # Per-line work only where it is needed: most reads have no \r, no
         # empty line, and are shorter than the limit altogether.
         if b"\r" in data:

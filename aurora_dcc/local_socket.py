@@ -589,7 +589,7 @@ class LocalSocketChannel(IpcChannel):
         """``_next_message``'s read turn: read once, keep the first message, queue the rest.
 
         The common case (no handler, the connection goes on) takes the inbox's
-        lock once; the others are ``_read_turn``'s.
+        lock once; the others end the turn as ``_read_turn`` does.
         """
         messages, end = self._read_chunk(wait)
         inbox = self._inbox
@@ -605,9 +605,7 @@ class LocalSocketChannel(IpcChannel):
                 if len(messages) > 1:
                     inbox.put_all(messages[1:])
                 return messages[0]
-        if messages:
-            self._hand_over(messages, by_reader=False)
-        self._give_back_turn(end)
+        self._end_turn(messages, end)
         return None
 
     def _queue_length(self) -> int:
@@ -623,9 +621,6 @@ class LocalSocketChannel(IpcChannel):
         if self._reads_on_demand:
             self._start_reader()  # delivers from now on, while handlers are registered
 
-    def _wants_reader(self) -> bool:
-        return not self._reads_on_demand or bool(self._handlers)
-
     def _read_loop(self) -> None:
         """The reader thread: it holds the read turn from its first read to its exit."""
         inbox = self._inbox
@@ -639,7 +634,7 @@ class LocalSocketChannel(IpcChannel):
         while True:
             if self._reads_on_demand and not self._handlers:
                 with inbox.lock:  # under the lock: a handler may be registering right now
-                    stop = not self._wants_reader()
+                    stop = not self._handlers
                     if stop:
                         self._reader_running = False
                 if stop:
@@ -654,15 +649,20 @@ class LocalSocketChannel(IpcChannel):
 
     def _read_turn(self, wait: float) -> None:
         """With the read turn held: read once (waiting at most ``wait`` seconds for
-        data), hand the messages over, give the turn back."""
+        data), then end the turn."""
         messages, end = self._read_chunk(wait)
+        self._end_turn(messages, end)
+
+    def _end_turn(self, messages: list[IpcMessage], end: Optional[str]) -> None:
+        """A read turn held by a caller, not the reader thread: hand over what it read,
+        give the turn back."""
         if messages:
             self._hand_over(messages, by_reader=False)
         self._give_back_turn(end)
 
-    def _give_back_turn(self, end: Optional[str]) -> bool:
+    def _give_back_turn(self, end: Optional[str]) -> None:
         """Let others read; or, if the connection ends, keep the turn (nothing reads a
-        closed stream) and end it. Returns False once it has ended."""
+        closed stream) and end it."""
         inbox = self._inbox
         with inbox.lock:
             if end is None and self._closing:
@@ -670,10 +670,9 @@ class LocalSocketChannel(IpcChannel):
             if end is None:
                 inbox.reading = False
                 inbox.wake()
-                return True
+                return
             self._ending = True
         self._end(end)
-        return False
 
     def _hand_over(self, messages: list[IpcMessage], by_reader: bool) -> None:
         """To the handlers if any are registered, else into the inbox."""

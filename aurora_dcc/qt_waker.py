@@ -53,21 +53,34 @@ __all__ = ["QtWaker"]
 log = logging.getLogger(__name__)
 
 
+def _guarded(callback: Callable[[], None]) -> Callable[[], None]:
+    """``callback`` as a plain function that logs its exceptions instead of raising."""
+
+    def run() -> None:
+        try:
+            callback()
+        except Exception:  # never let an exception unwind into Qt
+            log.exception("wake callback %r raised", callback)
+
+    return run
+
+
 class _WakeReceiver(QtCore.QObject):
-    """The QObject on the main thread whose ``wake_requested`` signal wakes it."""
+    """The QObject on the main thread whose ``wake_requested`` signal wakes it.
+
+    ``run_callback`` is the bound callback as a plain function (what the signal
+    is connected to when it can be); ``run`` is the same as a slot method.
+    """
 
     wake_requested = Signal()
 
     def __init__(self, callback: Callable[[], None], on_quit: Callable[[], None]) -> None:
         super().__init__()
-        self._callback = callback
+        self.run_callback = _guarded(callback)
         self._on_quit = on_quit
 
     def run(self) -> None:
-        try:
-            self._callback()
-        except Exception:  # never let an exception unwind into Qt
-            log.exception("wake callback %r raised", self._callback)
+        self.run_callback()
 
     def about_to_quit(self) -> None:
         try:
@@ -120,14 +133,8 @@ class QtWaker(Waker):
         resume_timer.timeout.connect(receiver.run)
         queued = QtCore.Qt.ConnectionType.QueuedConnection
         if self._main_ident is not None:
-
-            def run_wake() -> None:  # _WakeReceiver.run, as a plain function
-                try:
-                    callback()
-                except Exception:  # never let an exception unwind into Qt
-                    log.exception("wake callback %r raised", callback)
-
-            receiver.wake_requested.connect(run_wake, queued)  # see the module docstring
+            # A plain function, not the slot method: see the module docstring.
+            receiver.wake_requested.connect(receiver.run_callback, queued)
         else:
             receiver.wake_requested.connect(receiver.run, queued)
         if receiver.thread() != self._app_thread:

@@ -167,8 +167,7 @@ class StdioChannel(LocalSocketChannel):
         session.start()
         try:
             channel._write_output()
-            channel._start_reader()
-            if not channel._settled.wait(timeout):
+            if not channel._wait_settled(timeout):
                 raise ChannelTimeout(f"no ready from the host of {name!r} within {timeout}s")
             if session.refusal is not None:
                 raise session.refusal_exception()

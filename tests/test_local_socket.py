@@ -57,6 +57,23 @@ def connect_pair(
     return client, conn
 
 
+class Collector:
+    """A handler that records each message's ``data["i"]`` and thread; ``done`` is
+    set once ``count`` messages arrived."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.got: list[int] = []
+        self.threads: set[str] = set()
+        self.done = threading.Event()
+
+    def __call__(self, msg: IpcMessage) -> None:
+        self.got.append(msg.data["i"])
+        self.threads.add(threading.current_thread().name)
+        if len(self.got) == self.count:
+            self.done.set()
+
+
 def test_messages_flow_both_ways_and_the_handshake_is_recorded(
     server: LocalSocketChannelServer,
 ) -> None:
@@ -156,22 +173,13 @@ def test_handlers_run_on_the_reader_thread_and_get_earlier_messages_first(
             client.emit("early", {"i": i})
         client.send(IpcMessage.ping("p1"))
         assert client.receive(WAIT).type is IpcMessageType.PONG  # the early ones have arrived
-        got: list[int] = []
-        threads: set[str] = set()
-        done = threading.Event()
-
-        def handle(msg: IpcMessage) -> None:
-            got.append(msg.data["i"])
-            threads.add(threading.current_thread().name)
-            if len(got) == 6:
-                done.set()
-
+        handle = Collector(6)
         conn.on_message(handle)
         for i in range(3, 6):
             client.emit("late", {"i": i})
-        assert done.wait(WAIT)
-        assert got == list(range(6))
-        assert any(name.startswith("aurora-read-") for name in threads)
+        assert handle.done.wait(WAIT)
+        assert handle.got == list(range(6))
+        assert any(name.startswith("aurora-read-") for name in handle.threads)
 
 
 def test_a_handler_may_subscribe_and_unsubscribe_handlers(
@@ -358,22 +366,13 @@ def test_a_handler_registered_later_gets_everything_in_order_then_receive_again(
         for i in range(3):
             conn.emit("tick", {"i": i})
         assert client.receive(WAIT).data == {"i": 0}  # the rest of that read is queued
-        got: list[int] = []
-        threads: set[str] = set()
-        done = threading.Event()
-
-        def handle(msg: IpcMessage) -> None:
-            got.append(msg.data["i"])
-            threads.add(threading.current_thread().name)
-            if len(got) == 5:
-                done.set()
-
+        handle = Collector(5)
         unsubscribe = client.on_message(handle)
         for i in range(3, 6):
             conn.emit("tick", {"i": i})
-        assert done.wait(WAIT)
-        assert got == [1, 2, 3, 4, 5]
-        assert f"aurora-read-{client.name}" in threads
+        assert handle.done.wait(WAIT)
+        assert handle.got == [1, 2, 3, 4, 5]
+        assert f"aurora-read-{client.name}" in handle.threads
         unsubscribe()
         for i in range(6, 9):
             conn.emit("tick", {"i": i})
@@ -381,7 +380,7 @@ def test_a_handler_registered_later_gets_everything_in_order_then_receive_again(
         for thread in reader_threads(client):  # it stopped at the first read without handlers
             thread.join(WAIT)
         assert reader_threads(client) == []
-        assert got == [1, 2, 3, 4, 5]
+        assert handle.got == [1, 2, 3, 4, 5]
 
 
 def test_the_server_closing_wakes_a_receive_blocked_in_its_read(
