@@ -33,21 +33,26 @@ def encode_frame(msg: IpcMessage, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
     Checking on the sending side turns an oversized message into an error for
     the caller instead of a closed connection for everyone.
     """
-    return _within(msg.to_frame(), max_frame, msg.type.value)
+    frame = msg.to_frame()
+    if len(frame) > max_frame + 1:  # + 1: the newline
+        raise _too_large(msg.type.value, frame, max_frame)
+    return frame
 
 
 def encode_event(event: str, data: Any, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
     """``IpcMessage.event_message(event, data)`` as one frame, as ``encode_frame`` does
     (without building the message: ``emit``'s fast path)."""
-    return _within(IpcMessage.event_frame(event, data), max_frame, "event")
-
-
-def _within(frame: bytes, max_frame: int, kind: str) -> bytes:
-    if len(frame) > max_frame + 1:  # + 1: the newline
-        raise MessageTooLarge(
-            f"{kind} message of {len(frame) - 1} bytes exceeds the {max_frame}-byte limit"
-        )
+    frame = IpcMessage.event_frame(event, data)
+    if len(frame) > max_frame + 1:
+        raise _too_large("event", frame, max_frame)
     return frame
+
+
+def _too_large(kind: str, frame: bytes, max_frame: int) -> MessageTooLarge:
+    # (Only on failure: an enum's ``.value`` alone costs ~0.3 us per message.)
+    return MessageTooLarge(
+        f"{kind} message of {len(frame) - 1} bytes exceeds the {max_frame}-byte limit"
+    )
 
 
 class FrameDecoder:
