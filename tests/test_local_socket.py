@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import select
 import stat
+import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +26,7 @@ from aurora_dcc import (
 )
 from aurora_dcc.address import AddressInUse
 from aurora_dcc.local_socket import (
+    READ_SPIN,
     RECV_CHUNK,
     LocalSocketChannel,
     LocalSocketChannelServer,
@@ -542,3 +546,61 @@ def test_the_ready_comes_first_even_with_broadcasts_and_sends_right_after_accept
             stop.set()
             for thread in threads:
                 thread.join(WAIT)
+
+
+# -- a receive() that reads for itself polls first (READ_SPIN) ----------------
+
+
+CHILDREN = Path(__file__).parent / "children"
+
+
+@pytest.fixture
+def child_server(name: str) -> Iterator[str]:
+    """A ``LocalSocketChannelServer`` in a child process (``children/ls_server.py``):
+    yields its name."""
+    proc = subprocess.Popen([sys.executable, str(CHILDREN / "ls_server.py"), name])
+    try:
+        yield name
+    finally:
+        proc.kill()
+        proc.wait(WAIT)
+
+
+def test_a_client_of_another_process_polls_before_it_sleeps_and_misses_nothing(
+    child_server: str,
+) -> None:
+    client = LocalSocketChannel.connect(
+        child_server, retry=RetryPolicy(attempts=100, max_delay=0.1)
+    )
+    with client:
+        cores = len(os.sched_getaffinity(0))
+        assert client._spin == (READ_SPIN if cores > 1 else 0.0)  # the rule, on this machine
+        # Replies due within microseconds: most are taken while polling.
+        for i in range(300):
+            request = IpcMessage.request("echo", {"i": i})
+            client.send(request)
+            reply = client.receive(WAIT)
+            assert (reply.id, reply.data) == (request.id, {"i": i})
+        # A reply after the poll: the read sleeps for it in the kernel.
+        client.send(IpcMessage.request("late", {"after": 0.05, "i": "late"}))
+        assert client.receive(WAIT).data["i"] == "late"
+        # Timeouts shorter and longer than the poll, nothing coming.
+        for timeout in (READ_SPIN / 2, 0.05):
+            started = time.monotonic()
+            with pytest.raises(ChannelTimeout):
+                client.receive(timeout=timeout)
+            assert timeout <= time.monotonic() - started < timeout + 1.0
+        # The server hangs up while the client waits: Disconnected, promptly.
+        client.send(IpcMessage.request("hang_up", {"after": 0.05}))
+        started = time.monotonic()
+        with pytest.raises(Disconnected):
+            client.receive(timeout=30.0)
+        assert time.monotonic() - started < WAIT
+
+
+def test_a_client_of_this_process_never_polls(server: LocalSocketChannelServer) -> None:
+    # Polling holds the GIL between system calls: the thread about to answer
+    # would have to wait for the poll to end.
+    client, _conn = connect_pair(server)
+    with client:
+        assert client._spin == 0.0

@@ -1,7 +1,9 @@
 """Child process: a ``LocalSocketChannelServer`` that answers requests, until it is killed.
 
 ``ls_server.py NAME``: every request is answered with its own ``data``; a
-request for ``block`` is never answered. Clients find it with ``connect(retry=...)``.
+request for ``block`` is never answered; ``late`` is answered after
+``data["after"]`` seconds; ``hang_up`` closes the connection after
+``data["after"]`` seconds. Clients find it with ``connect(retry=...)``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,15 @@ from aurora_dcc.message import IpcMessage, IpcMessageType
 
 def serve(conn: IpcChannel) -> None:
     def answer(msg: IpcMessage) -> None:
-        if msg.type is IpcMessageType.REQUEST and msg.method != "block":
-            conn.send(IpcMessage.response(msg.id, msg.data))
+        if msg.type is not IpcMessageType.REQUEST or msg.method == "block":
+            return
+        reply = IpcMessage.response(msg.id, msg.data)
+        if msg.method == "late":
+            threading.Timer(msg.data["after"], conn.send, (reply,)).start()
+        elif msg.method == "hang_up":
+            threading.Timer(msg.data["after"], conn.close).start()
+        else:
+            conn.send(reply)
 
     conn.on_message(answer)
 
