@@ -159,18 +159,42 @@ def check_reply(request: dict[str, Any], reply: Any) -> None:
 # -- baselines ---------------------------------------------------------------------
 
 
-def open_raw(_name: str) -> Endpoint:
+def open_raw(_name: str, poll: bool = False) -> Endpoint:
     """socketpair, bytes echo in a child: the floor, no framing, no JSON."""
     mine, theirs = socket.socketpair()
     proc = spawn("raw", str(theirs.fileno()), pass_fds=[theirs.fileno()], stdout=None)
     theirs.close()
-    return echo_endpoint(mine, proc)
+    return echo_endpoint(mine, proc, poll)
 
 
-def echo_endpoint(sock: socket.socket, proc: subprocess.Popen[Any]) -> Endpoint:
+def open_raw_polling(name: str) -> Endpoint:
+    """The floor with a client that polls before it sleeps, as our ``receive()`` does
+    (``local_socket.READ_SPIN``): the like-for-like floor for the plain client's rows."""
+    return open_raw(name, poll=True)
+
+
+def polling_recv(sock: socket.socket) -> Callable[[int], bytes]:
+    """``sock.recv`` that first polls for ``READ_SPIN`` seconds, like our client's read."""
+    from aurora_dcc.local_socket import READ_SPIN
+
+    recv, dont_wait, perf = sock.recv, socket.MSG_DONTWAIT, time.perf_counter
+
+    def poll_then_recv(size: int) -> bytes:
+        end = perf() + READ_SPIN
+        while True:
+            try:
+                return recv(size, dont_wait)
+            except BlockingIOError:
+                if perf() >= end:
+                    return recv(size)
+
+    return poll_then_recv
+
+
+def echo_endpoint(sock: socket.socket, proc: subprocess.Popen[Any], poll: bool = False) -> Endpoint:
     """The client of a bytes echo child (the floor, the bare Qt echo)."""
     frame = b"x" * (FRAME - 1) + b"\n"
-    recv, sendall = sock.recv, sock.sendall
+    recv, sendall = (polling_recv(sock) if poll else sock.recv), sock.sendall
 
     def round_trip() -> None:
         sendall(frame)
@@ -554,6 +578,13 @@ TRANSPORTS = [
         open_raw,
     ),
     Transport(
+        "raw-poll",
+        "raw echo, polling client",
+        "client polls 100 us, then sleeps",
+        "baseline",
+        open_raw_polling,
+    ),
+    Transport(
         "stdio",
         "stdin/stdout NDJSON",
         "client | child on pipes, flush/msg",
@@ -916,6 +947,13 @@ def check_targets(
     print("targets (issue 3):")
     for text, met in checks:
         print(f"  {'met   ' if met else 'MISSED'} {text}")
+    polling = figs.get("raw-poll")
+    if polling:
+        # Our plain client polls before it sleeps (READ_SPIN); the floor's does not.
+        print("like for like, against the floor with a polling client (no target):")
+        for label, f in (("plain pair", plain), ("Qt server + plain client", qt_plain)):
+            if f:
+                print(f"  {label} p50 = {f.p50 / polling.p50:.2f}x")
     return [text for text, met in checks if not met]
 
 
