@@ -67,6 +67,19 @@ class QueueWithoutMetrics(_BoundedQueue):
             self._after_rare_take(1)
         return msg
 
+    def get_many(self, limit: int) -> list[IpcMessage]:
+        batch: list[IpcMessage] = []
+        items = self._items
+        popleft, append = items.popleft, batch.append
+        try:
+            for _ in range(min(limit, len(items))):
+                append(popleft())
+        except IndexError:
+            pass
+        if batch and not self._take_check:
+            self._after_rare_take(len(batch))
+        return batch
+
     def _after_rare_take(self, count: int) -> None:
         with self._lock:
             if self._room_waiters:
@@ -104,6 +117,20 @@ def emit_and_receive(metrics: bool, count: int = 20_000) -> float:
     for i in range(count):
         a.emit("tick", {"frame": i})
         b.try_receive()
+    return count / (time.perf_counter() - started)
+
+
+def batched_takes(metrics: bool, count: int = 20_000, batch: int = 64) -> float:
+    """Same thread, taken in batches with ``try_receive_many`` (as ``DccIpcChannel``'s
+    drain takes them): the counter is kept per batch, not per message."""
+    a, b = make_pair(metrics)
+    msg = IpcMessage.event_message("tick", {"frame": 1})
+    send, take = a.send, b.try_receive_many
+    started = time.perf_counter()
+    for _ in range(count // batch):
+        for _ in range(batch):
+            send(msg)
+        take(batch)
     return count / (time.perf_counter() - started)
 
 
@@ -197,8 +224,10 @@ def main() -> None:
     print("== core: ThreadChannel and codec (msg/s: medians; metrics cost: median and IQR) ==")
     same = paired(same_thread, 41)
     emitting = paired(emit_and_receive, 41)
+    batched = paired(batched_takes, 41)
     across = paired(across_threads, 21)
-    for label, result in (("same thread", same), ("emit + receive", emitting)):
+    rows = (("same thread", same), ("emit + receive", emitting), ("batched takes", batched))
+    for label, result in rows:
         low, median, high = statistics.quantiles(result.costs(), n=4)
         print(
             f"{label:15s} with metrics {statistics.median(result.with_metrics):>10,.0f}"
