@@ -16,7 +16,8 @@ inbox for ``receive()``/``try_receive()``. Who reads:
   thread for its whole life, so it answers pings and bad frames and notices a
   hang-up even while the application reads nothing;
 * a client reads on demand. Without handlers, ``receive()`` reads the socket on
-  the calling thread (no hand-off between threads: a round trip's fast path);
+  the calling thread (no hand-off between threads, and a short poll before it
+  sleeps, see ``READ_SPIN``: a round trip's fast path);
   a second caller waits for the first one's read, then takes what it queued or
   reads in turn. While handlers are registered a reader thread delivers to
   them; once none is left it stops (if it is inside a read then, it queues
