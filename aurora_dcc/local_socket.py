@@ -101,7 +101,8 @@ on the 2-core CI machine, 15-20 us of a 44 us round trip. Polling holds the GIL
 between system calls, so a thread of this process that wants to run can wait up
 to this long: the channel polls only when its peer is another process (a thread
 of this one may be the very one about to answer), on a machine with more than
-one core, and never on its reader thread.
+one core, and never on its reader thread. Linux only (``SO_PEERCRED`` tells the
+peer's process); elsewhere it never polls. Set it before connecting.
 """
 
 # Linux: never raise SIGPIPE on a write to a dead peer (a DCC's embedded Python
