@@ -159,12 +159,18 @@ class IpcChannel(ABC):
         self.metrics.record_error()
         log.exception("channel %r: message handler %r raised", self._name, handler)
 
+    delivers_while_waiting = False
+    """``wait_event`` called on the thread that delivers this channel's messages
+    keeps delivering them (an event loop). Where False, a handler waiting there
+    for a reply on its own channel would wait for itself."""
+
     def wait_event(self, event: Waitable, timeout: Optional[float]) -> bool:
         """Wait for ``event`` the way this transport needs; True if it was set.
 
         Callers that wait for a reply (RPC) use this instead of ``event.wait`` so
         that a transport whose messages are delivered by an event loop (the Qt
-        side) can keep that loop running while the caller waits on its thread.
+        side) can keep that loop running while the caller waits on its thread,
+        and a socket client can read its reply on the waiting thread.
         """
         return event.wait(timeout)
 

@@ -130,6 +130,8 @@ class DccIpcChannel(IpcChannel):
         channel.close()                                  # or at aboutToQuit
     """
 
+    delivers_while_waiting = True  # wait_event on the main thread drains (see there)
+
     def __init__(
         self,
         name: str,

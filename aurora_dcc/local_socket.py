@@ -20,18 +20,23 @@ inbox for ``receive()``/``try_receive()``. Who reads:
   sleeps, see ``READ_SPIN``: a round trip's fast path);
   a second caller waits for the first one's read, then takes what it queued or
   reads in turn. While handlers are registered a reader thread delivers to
-  them; once none is left it stops (if it is inside a read then, it queues
-  what that read brings first). So a client without handlers answers a ``ping``, and
-  notices that the server left, only when it reads (or a send fails). ``Peer``
-  registers a handler, so it always has its reader thread.
+  them; once none is left it stops (within a second, or at once if a read
+  brings something: it queues that first). So a client without handlers
+  answers a ``ping``, and notices that the server left, only when it reads (or
+  a send fails). ``Peer`` registers a handler, so it always has its reader
+  thread; but the reader waits for data without holding the read turn, and a
+  caller waiting for a reply in ``wait_event`` (``Peer.request``) takes the
+  turn and reads for itself: the reply is delivered on the thread that waits
+  for it.
 
 Writes (``send``, ``send_many`` for batches) go out under a lock, from
 whichever thread calls them.
 
-A handler runs on the thread that read its message (the reader thread, or a
-``receive()`` caller when the handler was registered during its read), so
-while it runs nothing else is read from that connection: a handler must not
-wait for a reply on its own channel (hand such work to an executor), and a
+A handler runs on the thread that read its message (the reader thread, a
+``wait_event`` caller, or a ``receive()`` caller when the handler was
+registered during its read), so while it runs nothing else is read from that
+connection: a handler must not wait for a reply on its own channel (hand such
+work to an executor), and a
 handler that sends much to a peer that is itself blocked sending to us waits
 at most ``send_timeout`` (then ``SendFailed`` and the connection is closed;
 part of a frame may be out).
@@ -53,6 +58,7 @@ import contextlib
 import itertools
 import logging
 import os
+import select
 import selectors
 import shutil
 import socket
@@ -67,7 +73,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol, TypeVar, Union
 
 from .address import MAX_UNIX_PATH, AddressInUse, claim_address, is_windows, resolve_address
-from .channel import IpcChannel
+from .channel import IpcChannel, Waitable
 from .errors import (
     ChannelTimeout,
     Disconnected,
@@ -111,6 +117,11 @@ _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 _DONT_WAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _SO_NOSIGPIPE = 0x1022
 _perf = time.perf_counter
+_IDLE_CHECK_MS = 1000
+"""A client's reader thread, waiting for data, looks this often whether it should stop."""
+_WAIT_SLICE = 0.05
+"""A caller reading while it waits for an event looks at the event at least this often
+(the event may be set by a thread that does not read: a timeout, ``Peer.close``)."""
 
 _T = TypeVar("_T")
 _EVENT = IpcMessageType.EVENT
@@ -349,6 +360,10 @@ class LocalSocketChannel(IpcChannel):
         # A client socket reads on demand (module docstring); any other channel has a
         # reader thread from _start_reader() on.
         self._reads_on_demand = not server and isinstance(stream, socket.socket)
+        # A client's reader thread waits for data without the read turn, so that a
+        # wait_event() caller can read for itself meanwhile (see wait_event).
+        self._waits_without_turn = self._reads_on_demand and hasattr(select, "poll")
+        self._reading_here = threading.local()  # .active: this thread reads in wait_event
         if send_timeout is not None and isinstance(stream, socket.socket):
             _set_send_timeout(stream, send_timeout)
         self._state.on_shutdown(self._on_shutdown)
@@ -638,30 +653,86 @@ class LocalSocketChannel(IpcChannel):
             self._start_reader()  # delivers from now on, while handlers are registered
 
     def _read_loop(self) -> None:
-        """The reader thread: it holds the read turn from its first read to its exit."""
+        """The reader thread: takes the read turn for each read, and gives it back after.
+
+        A client's reader waits for data without the turn (``poll``), so that a
+        ``wait_event`` caller may read meanwhile; then it takes the turn and reads
+        what is there, if that caller has not. Elsewhere it waits in the read,
+        turn held: nobody else reads a server connection or a pipe.
+        """
         inbox = self._inbox
-        with inbox.lock:
-            while inbox.reading and not inbox.closed:  # a receive() caller is reading
-                inbox.wait(None)
-            if inbox.closed:
-                self._reader_running = False
-                return
-            inbox.reading = True
+        poller = None
+        if self._waits_without_turn and isinstance(self._stream, socket.socket):
+            poller = select.poll()
+            poller.register(self._stream, select.POLLIN)
         while True:
-            if self._reads_on_demand and not self._handlers:
-                with inbox.lock:  # under the lock: a handler may be registering right now
-                    stop = not self._handlers
-                    if stop:
-                        self._reader_running = False
+            # Data, the end of the stream or an error; or, after a while without,
+            # a look at whether to stop (the handlers are gone, the channel closed).
+            readable = poller is None or bool(poller.poll(_IDLE_CHECK_MS))
+            with inbox.lock:
+                while inbox.reading and not inbox.closed:  # a caller is reading
+                    inbox.wait(None)
+                # Under the lock: a handler may be registering right now.
+                stop = inbox.closed or (self._reads_on_demand and not self._handlers)
                 if stop:
-                    self._give_back_turn(None)  # receive() callers read for themselves now
+                    self._reader_running = False  # receive() callers read for themselves now
+                    inbox.wake()
                     return
-            messages, end = self._read_chunk(None)
+                if not readable:
+                    continue
+                inbox.reading = True
+            messages, end = self._read_chunk(None if poller is None else 0.0)
             if messages:
                 self._hand_over(messages, by_reader=True)
+            self._give_back_turn(end)
             if end is not None:
-                self._give_back_turn(end)
                 return
+
+    def wait_event(self, event: Waitable, timeout: Optional[float]) -> bool:
+        """Wait for ``event``, reading the socket on this thread meanwhile.
+
+        On a client, a waiting caller reads whenever the read turn is free (its
+        reader thread holds the turn only while it reads): the reply (a
+        ``Peer`` request's, say) is read and delivered to the handlers on the
+        thread that waits for it, without a hand-off between threads, and with
+        the poll of ``READ_SPIN``. Whatever else arrives meanwhile goes to the
+        handlers too, in order. On a server connection, on the thread that
+        reads already (a handler), or without ``select.poll``, this is a plain
+        wait.
+        """
+        if event.is_set():
+            return True
+        here = self._reading_here
+        if not (
+            self._waits_without_turn
+            and not getattr(here, "active", False)
+            and threading.current_thread() is not self._reader
+        ):
+            return event.wait(timeout)
+        inbox = self._inbox
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = _WAIT_SLICE
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return event.is_set()
+            with inbox.lock:
+                if inbox.reading and not event.is_set() and not inbox.closed:
+                    inbox.wait(wait)  # until the reader or another caller gives the turn back
+                if event.is_set() or inbox.closed:
+                    return event.is_set()
+                if inbox.reading:
+                    continue
+                inbox.reading = True
+            here.active = True
+            try:
+                messages, end = self._read_chunk(wait, self._spin)
+                self._end_turn(messages, end)  # delivers on this thread, wakes the others
+            finally:
+                here.active = False
+            if event.is_set():
+                return True
 
     def _read_turn(self, wait: float) -> None:
         """With the read turn held: read once (waiting at most ``wait`` seconds for

@@ -591,11 +591,10 @@ class Peer:
         return call.outcome()
 
     def _waits_for_itself(self) -> bool:
-        # A channel that overrides wait_event (the Qt side) keeps delivering while
-        # it waits; with the plain wait, the delivery thread would be stuck waiting.
+        # An event loop (the Qt side) keeps delivering while it waits; elsewhere
+        # the delivering thread would be stuck waiting for its own reply.
         return (
-            getattr(self._delivering, "active", False)
-            and type(self.channel).wait_event is IpcChannel.wait_event
+            getattr(self._delivering, "active", False) and not self.channel.delivers_while_waiting
         )
 
     def _start(self, method: Optional[str], data: Any, use_future: bool) -> tuple[_Call, str]:

@@ -344,6 +344,8 @@ class QtLocalSocketChannel(IpcChannel):
             reply = channel.receive(timeout=5.0)
     """
 
+    delivers_while_waiting = True  # wait_event on the Qt thread keeps the loop running
+
     def __init__(
         self,
         socket: Any,

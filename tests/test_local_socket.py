@@ -387,6 +387,21 @@ def test_a_handler_registered_later_gets_everything_in_order_then_receive_again(
         assert handle.got == [1, 2, 3, 4, 5]
 
 
+def test_the_reader_thread_stops_when_the_last_handler_leaves_even_if_nothing_arrives(
+    server: LocalSocketChannelServer,
+) -> None:
+    client, conn = connect_pair(server)
+    with client:
+        unsubscribe = client.on_message(lambda msg: None)
+        assert len(reader_threads(client)) == 1
+        unsubscribe()
+        for thread in reader_threads(client):
+            thread.join(WAIT)  # within a second or so, not at the next message
+        assert reader_threads(client) == []
+        conn.emit("after")
+        assert client.receive(WAIT).event == "after"  # read on this thread again
+
+
 def test_the_server_closing_wakes_a_receive_blocked_in_its_read(
     server: LocalSocketChannelServer,
 ) -> None:

@@ -196,3 +196,38 @@ def test_a_blocking_request_from_a_handler_on_the_reader_thread_is_refused(
     assert handled.wait(WAIT)
     assert errors and isinstance(errors[0], RuntimeError)
     assert "would wait for its own reply" in str(errors[0])
+
+
+def test_a_request_reading_its_own_reply_still_ends_on_close_and_on_timeout(
+    served: tuple[HandlerRegistry, LocalSocketChannelServer, Peer],
+) -> None:
+    # A blocking request reads the socket on its own thread (wait_event); a close
+    # or a timeout, which come from elsewhere, must still end it promptly.
+    registry, _server, client = served
+    release = threading.Event()
+    registry.register("hold", lambda: release.wait(WAIT))
+    started = time.monotonic()
+    with pytest.raises(IpcCallError) as info:
+        client.request("hold", timeout=0.2)
+    assert info.value.code == ErrorCode.TIMEOUT
+    assert 0.2 <= time.monotonic() - started < 2.0
+    errors: list[IpcCallError] = []
+
+    def call() -> None:
+        try:
+            client.request("hold", timeout=30.0)
+        except IpcCallError as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    while client.pending < 1:
+        time.sleep(0.01)
+    time.sleep(0.1)  # time to be inside its wait, reading: the case this test is for
+    started = time.monotonic()
+    client.close()
+    caller.join(2.0)
+    assert not caller.is_alive()
+    assert time.monotonic() - started < 2.0
+    assert [e.code for e in errors] == [ErrorCode.SHUTTING_DOWN]
+    release.set()
