@@ -98,8 +98,8 @@ RECV_CHUNK = 256 * 1024
 _BATCH_BYTES = 32 * 1024
 """Inside ``batch()``, held sends are written once they reach this many bytes."""
 READ_SPIN = 100e-6
-"""Seconds a ``receive()`` that reads for itself polls its socket before it sleeps
-in the kernel (0: never poll).
+"""Seconds a caller that reads for itself (``receive()``, ``wait_event``) polls its
+socket before it sleeps in the kernel (0: never poll).
 
 A reply to a request often arrives within tens of microseconds. A thread that
 sleeps for it in the kernel pays for its core going idle and being woken again:

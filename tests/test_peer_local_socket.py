@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from aurora_dcc import ErrorCode
-from aurora_dcc.local_socket import LocalSocketChannel, LocalSocketChannelServer
+from aurora_dcc.local_socket import LocalSocketChannel, LocalSocketChannelServer, RetryPolicy
 from aurora_dcc.peer import HandlerRegistry, IpcCallError, Peer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets in these tests")
 
 WAIT = 10.0
 CHILD = os.path.join(os.path.dirname(__file__), "children", "peer_backend.py")
+LS_SERVER = os.path.join(os.path.dirname(__file__), "children", "ls_server.py")
 
 
 @pytest.fixture
@@ -231,3 +232,30 @@ def test_a_request_reading_its_own_reply_still_ends_on_close_and_on_timeout(
     assert time.monotonic() - started < 2.0
     assert [e.code for e in errors] == [ErrorCode.SHUTTING_DOWN]
     release.set()
+
+
+def test_requests_to_another_process_from_several_threads_read_their_own_replies(
+    name: str,
+) -> None:
+    # Each waiting thread reads the socket itself (polling first: the peer is
+    # another process) while the Peer's reader thread stands by: every reply
+    # reaches its own caller.
+    child = subprocess.Popen([sys.executable, LS_SERVER, name])
+    try:
+        channel = LocalSocketChannel.connect(name, retry=RetryPolicy(attempts=100, max_delay=0.1))
+        client = Peer(channel, name="tool")
+        results: dict[int, list[int]] = {}
+
+        def caller(k: int) -> None:
+            results[k] = [client.request("echo", {"v": k * 1000 + i})["v"] for i in range(300)]
+
+        callers = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+        for thread in callers:
+            thread.start()
+        for thread in callers:
+            thread.join(60.0)
+        assert results == {k: [k * 1000 + i for i in range(300)] for k in range(4)}
+        channel.close()
+    finally:
+        child.kill()
+        child.wait(WAIT)
