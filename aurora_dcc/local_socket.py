@@ -696,9 +696,10 @@ class LocalSocketChannel(IpcChannel):
         ``Peer`` request's, say) is read and delivered to the handlers on the
         thread that waits for it, without a hand-off between threads, and with
         the poll of ``READ_SPIN``. Whatever else arrives meanwhile goes to the
-        handlers too, in order. On a server connection, on the thread that
-        reads already (a handler), or without ``select.poll``, this is a plain
-        wait.
+        handlers too, in order. Without handlers (nothing read could set
+        ``event``: what is read waits for ``receive()``), on a server connection,
+        on the thread that reads already (a handler), or without ``select.poll``,
+        this is a plain wait.
         """
         if event.is_set():
             return True
@@ -722,6 +723,8 @@ class LocalSocketChannel(IpcChannel):
                     inbox.wait(wait)  # until the reader or another caller gives the turn back
                 if event.is_set() or inbox.closed:
                     return event.is_set()
+                if not self._handlers:  # reading would only fill the inbox
+                    break
                 if inbox.reading:
                     continue
                 inbox.reading = True
@@ -733,6 +736,7 @@ class LocalSocketChannel(IpcChannel):
                 here.active = False
             if event.is_set():
                 return True
+        return event.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _read_turn(self, wait: float) -> None:
         """With the read turn held: read once (waiting at most ``wait`` seconds for
