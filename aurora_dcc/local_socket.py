@@ -363,7 +363,9 @@ class LocalSocketChannel(IpcChannel):
         # A client's reader thread waits for data without the read turn, so that a
         # wait_event() caller can read for itself meanwhile (see wait_event).
         self._waits_without_turn = self._reads_on_demand and hasattr(select, "poll")
-        self._reading_here = threading.local()  # .active: this thread reads in wait_event
+        # .active: this thread reads already (the reader thread, or a wait_event caller
+        # holding the turn); its wait_event must not wait for a turn it holds itself.
+        self._reading_here = threading.local()
         if send_timeout is not None and isinstance(stream, socket.socket):
             _set_send_timeout(stream, send_timeout)
         self._state.on_shutdown(self._on_shutdown)
@@ -661,6 +663,7 @@ class LocalSocketChannel(IpcChannel):
         turn held: nobody else reads a server connection or a pipe.
         """
         inbox = self._inbox
+        self._reading_here.active = True  # for good: this thread is the reader
         poller = None
         if self._waits_without_turn and isinstance(self._stream, socket.socket):
             poller = select.poll()
@@ -704,11 +707,7 @@ class LocalSocketChannel(IpcChannel):
         if event.is_set():
             return True
         here = self._reading_here
-        if not (
-            self._waits_without_turn
-            and not getattr(here, "active", False)
-            and threading.current_thread() is not self._reader
-        ):
+        if not self._waits_without_turn or getattr(here, "active", False):
             return event.wait(timeout)
         inbox = self._inbox
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -1190,11 +1189,15 @@ def _chunk_reader(stream: Stream) -> Callable[[Optional[float], float], Optional
             if wait == 0.0:
                 size = recv_into(buffer, 0, _DONT_WAIT)
             else:
-                have = limit[0]
-                if have if wait is None else not wait / 2 <= have <= wait:
-                    have = 0.0 if wait is None else max(wait * 0.9, 0.000_001)
-                    _set_timeval(stream, socket.SO_RCVTIMEO, have)
-                    limit[0] = have
+                if wait is None:
+                    wanted = 0.0 if limit[0] else None  # no limit: clear one that is set
+                elif not wait / 2 <= limit[0] <= wait:
+                    wanted = max(wait * 0.9, 0.000_001)  # (0 would mean no limit)
+                else:
+                    wanted = None  # the limit set is close enough
+                if wanted is not None:
+                    _set_timeval(stream, socket.SO_RCVTIMEO, wanted)
+                    limit[0] = wanted
                 size = recv_into(buffer)
         except BlockingIOError:  # nothing came: MSG_DONTWAIT, or SO_RCVTIMEO expired
             return None

@@ -208,16 +208,7 @@ class IpcMessage:
             except SerializationError as exc:
                 exc.message_id = msg_id
                 raise
-        # _make's body, inlined: decoding is every receiver's hot path (~0.2 us less).
-        msg = cls.__new__(cls)
-        msg.type = msg_type
-        data = get("data")
-        msg.data = {} if data is None else data
-        msg.id = msg_id
-        msg.method = method
-        msg.event = event
-        msg.error = error
-        return msg
+        return cls._make(msg_type, get("data"), msg_id, method, event, error)
 
     @classmethod
     def from_json(cls, raw: bytes | bytearray | memoryview | str) -> IpcMessage:

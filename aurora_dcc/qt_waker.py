@@ -3,8 +3,8 @@
 Each ``wake()`` emits a no-argument signal of a small QObject that lives on
 the application's thread, with a queued connection to a function that runs
 the bound callback; Qt delivers the call on that thread. ``DccIpcChannel``
-uses one per channel, and asks for a wake only when its queue goes from empty
-to non-empty.
+uses one per channel, and asks for a wake with the first message sent after a
+drain found its queue empty.
 
 Why these mechanisms (measured with bench/bench_main_thread.py, PySide6 6.11):
 

@@ -222,9 +222,13 @@ def test_a_request_reading_its_own_reply_still_ends_on_close_and_on_timeout(
 
     caller = threading.Thread(target=call)
     caller.start()
-    while client.pending < 1:
-        time.sleep(0.01)
-    time.sleep(0.1)  # time to be inside its wait, reading: the case this test is for
+    # Until the caller holds the read turn inside its wait, the case this test is
+    # for (nothing else takes it: the server sends nothing, the reader stays in poll).
+    inbox = client.channel._inbox  # type: ignore[attr-defined]
+    deadline = time.monotonic() + WAIT
+    while not (client.pending and inbox.reading):
+        assert time.monotonic() < deadline, "the request never started waiting"
+        time.sleep(0.001)
     started = time.monotonic()
     client.close()
     caller.join(2.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import stat
@@ -25,6 +26,7 @@ from aurora_dcc.errors import (
     ShuttingDown,
     Unauthorized,
 )
+from aurora_dcc.local_socket import LocalSocketChannel
 from aurora_dcc.message import IpcMessage, IpcMessageType
 from aurora_dcc.peer import Peer
 from aurora_dcc.qt_compat import QtCore
@@ -730,8 +732,6 @@ def test_waits_still_work_while_the_application_quits(qtbot: Any, qapp: Any) -> 
 def test_batch_on_the_qt_thread_holds_emits_until_the_block_ends(
     qtbot: Any, make_server: Any
 ) -> None:
-    import select
-
     server = make_server()
     raw, _ready = in_thread(qtbot, lambda: raw_hello(server.name))
     with raw:
@@ -750,8 +750,6 @@ def test_batch_on_the_qt_thread_holds_emits_until_the_block_ends(
 def test_a_broadcast_right_after_connect_reaches_the_new_client(
     qtbot: Any, make_server: Any
 ) -> None:
-    from aurora_dcc.local_socket import LocalSocketChannel
-
     server = make_server()
     for i in range(20):
         client = in_thread(qtbot, lambda: LocalSocketChannel.connect(server.name))
