@@ -14,8 +14,11 @@ so a backend or a tool without Qt installed uses everything else.
 
 from __future__ import annotations
 
-from .channel import IpcChannel, MessageHandler
-from .dcc_channel import DccIpcChannel, call_in_main_thread
+from .channel.base import IpcChannel, MessageHandler
+from .channel.metrics import IpcChannelMetrics, MetricsSnapshot
+from .channel.server import IpcServer
+from .channel.shutdown import OperationGuard, ShutdownState
+from .channel.thread import ThreadChannel
 from .errors import (
     ChannelTimeout,
     Disconnected,
@@ -30,19 +33,16 @@ from .errors import (
     Unauthorized,
     UnsupportedProtocol,
 )
-from .factory import IpcChannelFactory, IpcMode, create_for_context
-from .local_socket import LocalSocketChannel, LocalSocketChannelServer, RetryPolicy
-from .message import IpcMessage, IpcMessageType, new_message_id
-from .metrics import IpcChannelMetrics, MetricsSnapshot
-from .packed import BackendError, BackendHandle, connect_backend, spawn_backend
-from .peer import HandlerRegistry, IpcCallError, Peer
-from .process_plugin import ProcessPlugin, plugin_context
-from .router import PluginRouter
-from .rpc_server import RpcServer
-from .server import IpcServer
-from .session import PROTOCOL_VERSION
-from .shutdown import OperationGuard, ShutdownState
-from .thread_channel import ThreadChannel
+from .main_thread.channel import DccIpcChannel, call_in_main_thread
+from .process.backend import BackendError, BackendHandle, connect_backend, spawn_backend
+from .process.factory import IpcChannelFactory, IpcMode, create_for_context
+from .process.plugin import ProcessPlugin, plugin_context
+from .protocol.handshake import PROTOCOL_VERSION
+from .protocol.message import IpcMessage, IpcMessageType, new_message_id
+from .rpc.peer import HandlerRegistry, IpcCallError, Peer
+from .rpc.router import PluginRouter
+from .rpc.server import RpcServer
+from .transport.local_socket import LocalSocketChannel, LocalSocketChannelServer, RetryPolicy
 
 __version__ = "0.1.0"
 

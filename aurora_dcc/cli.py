@@ -23,9 +23,9 @@ import threading
 from typing import Any, Optional
 
 from .errors import IpcChannelError
-from .local_socket import LocalSocketChannel
-from .peer import Peer
-from .session import ENV_CHANNEL, ENV_TOKEN
+from .process.environment import ENV_CHANNEL, ENV_TOKEN
+from .rpc.peer import Peer
+from .transport.local_socket import LocalSocketChannel
 
 __all__ = ["main"]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from aurora_dcc import IpcMessage, ThreadChannel
+from aurora_dcc.channel.metrics import IpcChannelMetrics
+from aurora_dcc.channel.thread import _BoundedQueue
 from aurora_dcc.errors import ShuttingDown
-from aurora_dcc.metrics import IpcChannelMetrics
-from aurora_dcc.thread_channel import _BoundedQueue
 
 N = 200_000
 

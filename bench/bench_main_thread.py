@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from qtpy import QtCore
 
 from aurora_dcc import IpcMessage, IpcMessageType
-from aurora_dcc.dcc_channel import DccIpcChannel
+from aurora_dcc.main_thread.channel import DccIpcChannel
 
 _perf = time.perf_counter
 _PING = QtCore.QEvent.Type(QtCore.QEvent.registerEventType())

@@ -23,7 +23,7 @@ from typing import Any, Callable
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from aurora_dcc.packed import spawn_backend  # noqa: E402
+from aurora_dcc.process.backend import spawn_backend  # noqa: E402
 
 CHILD = os.path.join(HERE, "children", "packed_echo.py")
 N = 2_000

@@ -17,7 +17,7 @@ import time
 from typing import Any, Callable
 
 from aurora_dcc import IpcMessage, Peer, ThreadChannel
-from aurora_dcc.message import new_message_id
+from aurora_dcc.protocol.message import new_message_id
 
 N = 3_000
 ROUNDS = 5

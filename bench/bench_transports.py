@@ -48,8 +48,9 @@ from typing import Any, Callable, Optional
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from aurora_dcc import IpcMessage, IpcMessageType, codec
-from aurora_dcc.message import new_message_id
+from aurora_dcc import IpcMessage, IpcMessageType
+from aurora_dcc.protocol import codec as codec
+from aurora_dcc.protocol.message import new_message_id
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "children", "transport_server.py")
 FRAME = 100
@@ -175,7 +176,7 @@ def open_raw_polling(name: str) -> Endpoint:
 
 def polling_recv(sock: socket.socket) -> Callable[[int], bytes]:
     """``sock.recv`` that first polls for ``READ_SPIN`` seconds, like our client's read."""
-    from aurora_dcc.local_socket import READ_SPIN
+    from aurora_dcc.transport.local_socket import READ_SPIN
 
     recv, dont_wait, perf = sock.recv, socket.MSG_DONTWAIT, time.perf_counter
 
@@ -383,7 +384,7 @@ def channel_endpoint(
 
 def open_stdio_channel(name: str) -> Endpoint:
     """Our legacy mode: ``StdioChannel`` over the child's pipes, the child a ``connect_stdio``."""
-    from aurora_dcc.stdio_channel import StdioChannel
+    from aurora_dcc.transport.stdio import StdioChannel
 
     proc = spawn("stdio-channel", "-", stdin=subprocess.PIPE)
     channel = StdioChannel.serve_process(proc, name)
@@ -396,7 +397,7 @@ def open_stdio_channel(name: str) -> Endpoint:
 
 
 def open_plain_pair(name: str, batch: bool = False) -> Endpoint:
-    from aurora_dcc.local_socket import LocalSocketChannel
+    from aurora_dcc.transport.local_socket import LocalSocketChannel
 
     address = socket_path(name)
     proc = spawn("plain", address)
@@ -419,12 +420,12 @@ def open_qt_server(name: str, qt_client: bool) -> Endpoint:
     if qt_client:
         from qtpy import QtCore
 
-        from aurora_dcc.qt_local_socket import QtLocalSocketChannel
+        from aurora_dcc.qt.local_socket import QtLocalSocketChannel
 
         _app = QtCore.QCoreApplication.instance() or QtCore.QCoreApplication([])
         channel = QtLocalSocketChannel.connect(address, timeout=START_TIMEOUT)
     else:
-        from aurora_dcc.local_socket import LocalSocketChannel
+        from aurora_dcc.transport.local_socket import LocalSocketChannel
 
         channel = LocalSocketChannel.connect(address, timeout=START_TIMEOUT)
     endpoint = channel_endpoint(channel, lambda: finish(proc))
@@ -448,7 +449,7 @@ def open_qt_qt(name: str) -> Endpoint:
 def open_peer_qt_plain(name: str) -> Endpoint:
     """RPC as a tool would make it: ``Peer.request`` to a ``Peer`` on the Qt server."""
     from aurora_dcc import Peer
-    from aurora_dcc.local_socket import LocalSocketChannel
+    from aurora_dcc.transport.local_socket import LocalSocketChannel
 
     address = socket_path(name)
     proc = spawn("qt-peer", address)

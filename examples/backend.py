@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from aurora_dcc.packed import connect_backend
+from aurora_dcc.process.backend import connect_backend
 
 
 def main() -> None:

@@ -19,10 +19,10 @@ from typing import Any, Callable
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from aurora_dcc import codec
 from aurora_dcc.hosts.standalone import StandaloneHost
-from aurora_dcc.process_plugin import PluginCancelled, ProcessPlugin
-from aurora_dcc.qt_compat import QtCore, on_qt_main_thread
+from aurora_dcc.process.plugin import PluginCancelled, ProcessPlugin
+from aurora_dcc.protocol import codec as codec
+from aurora_dcc.qt.compat import QtCore, on_qt_main_thread
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from aurora_dcc.process_plugin import plugin_context
+from aurora_dcc.process.plugin import plugin_context
 
 
 def main() -> None:

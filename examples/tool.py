@@ -11,8 +11,8 @@ import sys
 import threading
 from typing import Any
 
-from aurora_dcc.local_socket import LocalSocketChannel
-from aurora_dcc.peer import Peer
+from aurora_dcc.rpc.peer import Peer
+from aurora_dcc.transport.local_socket import LocalSocketChannel
 
 
 def main() -> None:

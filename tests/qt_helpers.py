@@ -14,8 +14,8 @@ import threading
 import uuid
 from typing import Any, Callable
 
-from aurora_dcc.message import IpcMessage, IpcMessageType
-from aurora_dcc.qt_local_socket import QtLocalSocketServer
+from aurora_dcc.protocol.message import IpcMessage, IpcMessageType
+from aurora_dcc.qt.local_socket import QtLocalSocketServer
 
 CHILDREN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "children")
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from aurora_dcc.local_socket import LocalSocketChannelServer
-from aurora_dcc.peer import HandlerRegistry, IpcCallError, Peer
+from aurora_dcc.rpc.peer import HandlerRegistry, IpcCallError, Peer
+from aurora_dcc.transport.local_socket import LocalSocketChannelServer
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from qt_helpers import in_thread
 from qtpy import QtCore
 
 from aurora_dcc import ChannelTimeout, IpcMessage, ShuttingDown
-from aurora_dcc.dcc_channel import DccIpcChannel
-from aurora_dcc.waker import Waker
+from aurora_dcc.channel.waker import Waker
+from aurora_dcc.main_thread.channel import DccIpcChannel
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_a_handler_that_raises_is_logged_and_counted_and_the_next_message_is_han
         handled.append(msg.data["n"])
 
     channel.on_message(on_message)
-    with caplog.at_level(logging.ERROR, logger="aurora_dcc.channel"):
+    with caplog.at_level(logging.ERROR, logger="aurora_dcc.channel.base"):
         start_thread(lambda: [channel.emit("n", {"n": n}) for n in (1, 2, 3)])
         qtbot.waitUntil(lambda: handled == [2, 3], timeout=5000)
     assert channel.metrics.snapshot().errors == 1
@@ -446,7 +446,7 @@ def test_shutdown_from_a_worker_lets_the_main_thread_deliver_what_is_queued(
 def test_the_channel_modules_import_no_qt() -> None:
     # A host without Qt (Blender) uses DccIpcChannel with its own Waker.
     code = (
-        "import sys, aurora_dcc.dcc_channel, aurora_dcc.waker; "
+        "import sys, aurora_dcc.main_thread.channel, aurora_dcc.channel.waker; "
         "print(sorted(m for m in sys.modules if m.startswith(('qtpy', 'PySide', 'PyQt'))))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from aurora_dcc.channel.thread import ThreadChannel
 from aurora_dcc.errors import IpcChannelError, Unauthorized
-from aurora_dcc.factory import IpcChannelFactory, IpcMode, auto_detect, create_for_context
-from aurora_dcc.local_socket import LocalSocketChannel, LocalSocketChannelServer
-from aurora_dcc.session import ENV_CHANNEL, ENV_MODE, ENV_PACKED, ENV_TOKEN
-from aurora_dcc.thread_channel import ThreadChannel
+from aurora_dcc.process.environment import ENV_CHANNEL, ENV_MODE, ENV_PACKED, ENV_TOKEN
+from aurora_dcc.process.factory import IpcChannelFactory, IpcMode, auto_detect, create_for_context
+from aurora_dcc.transport.local_socket import LocalSocketChannel, LocalSocketChannelServer
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_create_for_context_packed_without_a_channel_is_a_clear_error() -> None:
 
 
 def test_create_for_context_in_a_qt_app_delivers_on_the_main_thread(qapp: object) -> None:
-    from aurora_dcc.dcc_channel import DccIpcChannel
+    from aurora_dcc.main_thread.channel import DccIpcChannel
 
     channel = create_for_context("scene", environ={})
     try:
@@ -105,7 +105,7 @@ def test_create_for_context_in_a_qt_app_delivers_on_the_main_thread(qapp: object
 def test_create_for_context_in_a_plain_script_is_a_thread_channel_and_imports_no_qt() -> None:
     code = (
         "import sys\n"
-        "from aurora_dcc.factory import create_for_context\n"
+        "from aurora_dcc.process.factory import create_for_context\n"
         "channel = create_for_context(environ={})\n"
         "sys.stdout.write(type(channel).__name__ + ' ' + str('PySide6' in sys.modules))\n"
     )

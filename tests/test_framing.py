@@ -8,10 +8,11 @@ import tracemalloc
 
 import pytest
 
-from aurora_dcc import ErrorCode, IpcMessage, MessageTooLarge, codec
-from aurora_dcc.address import AddressInUse, claim_address, resolve_address
-from aurora_dcc.framing import FrameDecoder, encode_frame
-from aurora_dcc.stream_session import StreamSession
+from aurora_dcc import ErrorCode, IpcMessage, MessageTooLarge
+from aurora_dcc.protocol import codec as codec
+from aurora_dcc.protocol.framing import FrameDecoder, encode_frame
+from aurora_dcc.transport.address import AddressInUse, claim_address, resolve_address
+from aurora_dcc.transport.connection import StreamSession
 
 
 def test_partial_frames_are_kept_across_reads_and_many_frames_per_read_are_split() -> None:

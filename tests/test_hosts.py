@@ -24,9 +24,9 @@ from qt_helpers import in_thread, unique_name
 
 from aurora_dcc.errors import ErrorCode
 from aurora_dcc.hosts.qt_host import current_host, stop_host
-from aurora_dcc.local_socket import LocalSocketChannel
-from aurora_dcc.peer import IpcCallError, Peer
-from aurora_dcc.session import ENV_CHANNEL, ENV_TOKEN
+from aurora_dcc.process.environment import ENV_CHANNEL, ENV_TOKEN
+from aurora_dcc.rpc.peer import IpcCallError, Peer
+from aurora_dcc.transport.local_socket import LocalSocketChannel
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)

@@ -24,8 +24,8 @@ from aurora_dcc import (
     ShuttingDown,
     Unauthorized,
 )
-from aurora_dcc.address import AddressInUse
-from aurora_dcc.local_socket import (
+from aurora_dcc.transport.address import AddressInUse
+from aurora_dcc.transport.local_socket import (
     READ_SPIN,
     RECV_CHUNK,
     LocalSocketChannel,

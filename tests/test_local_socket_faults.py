@@ -20,8 +20,12 @@ import pytest
 from rawclient import RawClient
 
 from aurora_dcc import Disconnected, IpcMessage
-from aurora_dcc.address import resolve_address
-from aurora_dcc.local_socket import LocalSocketChannel, LocalSocketChannelServer, RetryPolicy
+from aurora_dcc.transport.address import resolve_address
+from aurora_dcc.transport.local_socket import (
+    LocalSocketChannel,
+    LocalSocketChannelServer,
+    RetryPolicy,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets, POSIX signals")
 

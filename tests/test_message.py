@@ -153,7 +153,7 @@ def test_arbitrary_bytes_decode_or_raise_serialization_error(raw: bytes) -> None
 @settings(max_examples=300, deadline=None)
 @given(json_values)
 def test_arbitrary_json_values_decode_or_raise_serialization_error(value: object) -> None:
-    from aurora_dcc import codec
+    from aurora_dcc.protocol import codec as codec
 
     try:
         IpcMessage.from_json(codec.dumps(value))

@@ -17,11 +17,11 @@ from typing import Any, Callable
 
 import pytest
 
-from aurora_dcc.address import temp_dir
 from aurora_dcc.errors import ErrorCode
-from aurora_dcc.packed import BackendError, BackendHandle, connect_backend, spawn_backend
-from aurora_dcc.peer import HandlerRegistry, IpcCallError
-from aurora_dcc.rpc_server import RpcServer
+from aurora_dcc.process.backend import BackendError, BackendHandle, connect_backend, spawn_backend
+from aurora_dcc.rpc.peer import HandlerRegistry, IpcCallError
+from aurora_dcc.rpc.server import RpcServer
+from aurora_dcc.transport.address import temp_dir
 
 CHILDREN = Path(__file__).parent / "children"
 MODES = ("local_socket", "legacy")
@@ -157,7 +157,7 @@ def test_a_backend_that_never_connects_is_stopped_and_reported(mode: str) -> Non
 
 def test_python_code_as_command_and_a_missing_executable() -> None:
     code = (
-        "from aurora_dcc.packed import connect_backend\n"
+        "from aurora_dcc.process.backend import connect_backend\n"
         "peer = connect_backend()\n"
         "peer.register('pid', __import__('os').getpid)\n"
         "peer.serve_forever()\n"
@@ -236,7 +236,7 @@ def test_backend_exits_when_its_host_does(
 
 
 def test_a_qt_host_spawns_a_backend_on_its_own_server_from_the_main_thread(qtbot: Any) -> None:
-    from aurora_dcc.qt_local_socket import QtLocalSocketServer
+    from aurora_dcc.qt.local_socket import QtLocalSocketServer
 
     token = "qt-host-token"
     rpc = RpcServer(QtLocalSocketServer(f"aurora_qt_{uuid.uuid4().hex[:8]}", token=token))

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from aurora_dcc import ErrorCode, IpcError, IpcMessage, ThreadChannel
-from aurora_dcc.peer import HandlerRegistry, IpcCallError, Peer
+from aurora_dcc.rpc.peer import HandlerRegistry, IpcCallError, Peer
 
 WAIT = 5.0  # generous bound for things that should happen at once
 

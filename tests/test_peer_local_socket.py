@@ -14,8 +14,12 @@ from typing import Any
 import pytest
 
 from aurora_dcc import ErrorCode
-from aurora_dcc.local_socket import LocalSocketChannel, LocalSocketChannelServer, RetryPolicy
-from aurora_dcc.peer import HandlerRegistry, IpcCallError, Peer
+from aurora_dcc.rpc.peer import HandlerRegistry, IpcCallError, Peer
+from aurora_dcc.transport.local_socket import (
+    LocalSocketChannel,
+    LocalSocketChannelServer,
+    RetryPolicy,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets in these tests")
 

@@ -17,8 +17,8 @@ import pytest
 from qt_helpers import unique_name
 
 from aurora_dcc import ErrorCode
-from aurora_dcc.peer import HandlerRegistry, IpcCallError, Peer
-from aurora_dcc.qt_local_socket import QtLocalSocketChannel, QtLocalSocketServer
+from aurora_dcc.qt.local_socket import QtLocalSocketChannel, QtLocalSocketServer
+from aurora_dcc.rpc.peer import HandlerRegistry, IpcCallError, Peer
 
 WAIT = 10.0
 

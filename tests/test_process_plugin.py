@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from aurora_dcc.process_plugin import PluginCancelled, ProcessPlugin, ProcessPluginError
+from aurora_dcc.process.plugin import PluginCancelled, ProcessPlugin, ProcessPluginError
 
 CHILDREN = Path(__file__).parent / "children"
 STEPS = str(CHILDREN / "plugin_steps.py")

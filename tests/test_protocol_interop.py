@@ -15,8 +15,8 @@ import pytest
 from rawclient import RawClient, socket_path
 
 from aurora_dcc import IpcMessage, IpcMessageType, Unauthorized
-from aurora_dcc.channel import IpcChannel
-from aurora_dcc.local_socket import LocalSocketChannel, LocalSocketChannelServer
+from aurora_dcc.channel.base import IpcChannel
+from aurora_dcc.transport.local_socket import LocalSocketChannel, LocalSocketChannelServer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets (rawclient)")
 

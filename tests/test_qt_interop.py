@@ -20,10 +20,10 @@ from qt_helpers import in_thread, serve_echo, unique_name
 from rawclient import RawClient
 
 from aurora_dcc.errors import Disconnected, ErrorCode, Unauthorized
-from aurora_dcc.local_socket import LocalSocketChannel, LocalSocketChannelServer
-from aurora_dcc.message import IpcMessage, IpcMessageType
-from aurora_dcc.peer import Peer
-from aurora_dcc.qt_local_socket import QtLocalSocketChannel, QtLocalSocketServer
+from aurora_dcc.protocol.message import IpcMessage, IpcMessageType
+from aurora_dcc.qt.local_socket import QtLocalSocketChannel, QtLocalSocketServer
+from aurora_dcc.rpc.peer import Peer
+from aurora_dcc.transport.local_socket import LocalSocketChannel, LocalSocketChannelServer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets (rawclient)")
 

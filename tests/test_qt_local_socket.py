@@ -18,7 +18,6 @@ import pytest
 from qt_helpers import Child, in_thread, serve_echo, unique_name
 from rawclient import RawClient
 
-from aurora_dcc.address import AddressInUse, resolve_address
 from aurora_dcc.errors import (
     ChannelTimeout,
     Disconnected,
@@ -26,11 +25,12 @@ from aurora_dcc.errors import (
     ShuttingDown,
     Unauthorized,
 )
-from aurora_dcc.local_socket import LocalSocketChannel
-from aurora_dcc.message import IpcMessage, IpcMessageType
-from aurora_dcc.peer import Peer
-from aurora_dcc.qt_compat import QtCore
-from aurora_dcc.qt_local_socket import QtLocalSocketChannel, QtLocalSocketServer
+from aurora_dcc.protocol.message import IpcMessage, IpcMessageType
+from aurora_dcc.qt.compat import QtCore
+from aurora_dcc.qt.local_socket import QtLocalSocketChannel, QtLocalSocketServer
+from aurora_dcc.rpc.peer import Peer
+from aurora_dcc.transport.address import AddressInUse, resolve_address
+from aurora_dcc.transport.local_socket import LocalSocketChannel
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets (rawclient)")
 
@@ -554,7 +554,7 @@ def test_without_direct_writes_qt_writes_everything_in_order(
     qtbot: Any, make_server: Any, monkeypatch: Any
 ) -> None:
     """Where the descriptor is not written directly (Windows pipes), Qt's own writes do it."""
-    import aurora_dcc.qt_local_socket as qt_local_socket
+    import aurora_dcc.qt.local_socket as qt_local_socket
 
     monkeypatch.setattr(qt_local_socket, "_direct_writes_possible", lambda: False)
     server = make_server()

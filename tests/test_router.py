@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from aurora_dcc import ErrorCode, ThreadChannel
-from aurora_dcc.peer import HandlerRegistry, IpcCallError, Peer
-from aurora_dcc.router import PluginRouter, split_method
+from aurora_dcc.rpc.peer import HandlerRegistry, IpcCallError, Peer
+from aurora_dcc.rpc.router import PluginRouter, split_method
 
 WAIT = 5.0
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from aurora_dcc.local_socket import LocalSocketChannel, LocalSocketChannelServer
-from aurora_dcc.message import IpcMessage, IpcMessageType
-from aurora_dcc.peer import Peer
-from aurora_dcc.rpc_server import RpcServer
+from aurora_dcc.protocol.message import IpcMessage, IpcMessageType
+from aurora_dcc.rpc.peer import Peer
+from aurora_dcc.rpc.server import RpcServer
+from aurora_dcc.transport.local_socket import LocalSocketChannel, LocalSocketChannelServer
 
 
 @pytest.fixture

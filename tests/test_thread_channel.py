@@ -249,7 +249,7 @@ def test_peak_queue_length_is_the_longest_the_queue_has_been() -> None:
 
 
 def test_latency_is_sampled_from_the_first_message_on_and_under_backlog() -> None:
-    from aurora_dcc.thread_channel import LATENCY_SAMPLE
+    from aurora_dcc.channel.thread import LATENCY_SAMPLE
 
     a, b = ThreadChannel.pair("latency", capacity=10 * LATENCY_SAMPLE)
     a.send(IpcMessage("data"))

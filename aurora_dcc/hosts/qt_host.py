@@ -28,14 +28,14 @@ import logging
 import os
 from typing import Any, Callable, Optional, Union
 
-from ..dcc_channel import DccIpcChannel
-from ..factory import IpcMode
-from ..packed import BackendHandle, Command, backend_mode, spawn_backend
-from ..peer import F, HandlerRegistry
-from ..qt_compat import app_instance
-from ..qt_local_socket import QtLocalSocketServer
-from ..rpc_server import RpcServer
-from ..session import ENV_CHANNEL, ENV_TOKEN
+from ..main_thread.channel import DccIpcChannel
+from ..process.backend import BackendHandle, Command, backend_mode, spawn_backend
+from ..process.environment import ENV_CHANNEL, ENV_TOKEN
+from ..process.factory import IpcMode
+from ..qt.compat import app_instance
+from ..qt.local_socket import QtLocalSocketServer
+from ..rpc.peer import F, HandlerRegistry
+from ..rpc.server import RpcServer
 
 __all__ = ["QtHost", "current_host", "start_host", "stop_host"]
 

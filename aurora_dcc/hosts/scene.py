@@ -24,8 +24,8 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, Optional
 
 from ..errors import ErrorCode
-from ..peer import IpcCallError
-from ..qt_compat import on_qt_main_thread
+from ..qt.compat import on_qt_main_thread
+from ..rpc.peer import IpcCallError
 from .qt_host import QtHost, current_host, start_host
 
 __all__ = ["SceneAdapter", "scene_info", "serve_scene", "start_scene_host"]

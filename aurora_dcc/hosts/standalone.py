@@ -25,8 +25,8 @@ import itertools
 from typing import Any, Optional
 
 from ..errors import ErrorCode
-from ..peer import IpcCallError
-from ..qt_compat import QtCore, app_instance, on_qt_main_thread
+from ..qt.compat import QtCore, app_instance, on_qt_main_thread
+from ..rpc.peer import IpcCallError
 from .qt_host import QtHost
 from .scene import SceneAdapter, scene_info, serve_scene
 

@@ -25,7 +25,7 @@ def raw() -> None:
 
 
 def packed() -> None:
-    from aurora_dcc.packed import connect_backend
+    from aurora_dcc.process.backend import connect_backend
 
     peer = connect_backend(name="bench-echo")
 

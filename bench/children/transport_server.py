@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from aurora_dcc import codec
+from aurora_dcc.protocol import codec as codec
 
 FRAME = 100
 """Bytes of one raw frame (newline included)."""
@@ -164,7 +164,7 @@ def serve_channel(conn: Any) -> None:
 
 def serve_stdio_channel(_address: str) -> None:
     """A legacy-mode backend: ``StdioChannel.connect_stdio``, answering from its handler."""
-    from aurora_dcc.stdio_channel import StdioChannel
+    from aurora_dcc.transport.stdio import StdioChannel
 
     channel = StdioChannel.connect_stdio(timeout=START_TIMEOUT)
     serve_channel(channel)
@@ -175,7 +175,7 @@ def serve_stdio_channel(_address: str) -> None:
 
 def serve_plain(name: str) -> None:
     """``LocalSocketChannelServer``: handlers run on the connection's reader thread."""
-    from aurora_dcc.local_socket import LocalSocketChannelServer
+    from aurora_dcc.transport.local_socket import LocalSocketChannelServer
 
     server = LocalSocketChannelServer(name)
     server.on_connection(serve_channel)  # on the reader thread, before the first message
@@ -192,7 +192,7 @@ def run_qt_server(name: str, on_connection: Callable[[Any], None]) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from qtpy import QtCore
 
-    from aurora_dcc.qt_local_socket import QtLocalSocketServer
+    from aurora_dcc.qt.local_socket import QtLocalSocketServer
 
     app = QtCore.QCoreApplication.instance() or QtCore.QCoreApplication([])
 

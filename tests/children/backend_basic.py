@@ -20,7 +20,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aurora_dcc.packed import connect_backend
+from aurora_dcc.process.backend import connect_backend
 
 
 def main() -> int:

@@ -26,7 +26,7 @@ import qtpy
 from qtpy import QtCore
 
 from aurora_dcc import IpcMessage, IpcMessageType
-from aurora_dcc.dcc_channel import DccIpcChannel
+from aurora_dcc.main_thread.channel import DccIpcChannel
 
 _WAIT = QtCore.QEventLoop.AllEvents | QtCore.QEventLoop.WaitForMoreEvents
 

@@ -27,7 +27,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from qtpy import QtCore, QtWidgets
 
 from aurora_dcc import IpcMessage, ShuttingDown
-from aurora_dcc.dcc_channel import DccIpcChannel, call_in_main_thread
+from aurora_dcc.main_thread.channel import DccIpcChannel, call_in_main_thread
 
 
 def outcome_of(fn: Any) -> str:

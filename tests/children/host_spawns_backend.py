@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from aurora_dcc.packed import spawn_backend
+from aurora_dcc.process.backend import spawn_backend
 
 
 def main() -> int:

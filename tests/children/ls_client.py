@@ -14,9 +14,9 @@ from __future__ import annotations
 import socket
 import sys
 
-from aurora_dcc.address import resolve_address
-from aurora_dcc.local_socket import LocalSocketChannel
-from aurora_dcc.message import IpcMessage, IpcMessageType
+from aurora_dcc.protocol.message import IpcMessage, IpcMessageType
+from aurora_dcc.transport.address import resolve_address
+from aurora_dcc.transport.local_socket import LocalSocketChannel
 
 
 def main() -> int:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 import threading
 
-from aurora_dcc.channel import IpcChannel
-from aurora_dcc.local_socket import LocalSocketChannelServer
-from aurora_dcc.message import IpcMessage, IpcMessageType
+from aurora_dcc.channel.base import IpcChannel
+from aurora_dcc.protocol.message import IpcMessage, IpcMessageType
+from aurora_dcc.transport.local_socket import LocalSocketChannelServer
 
 
 def serve(conn: IpcChannel) -> None:

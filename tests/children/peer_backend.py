@@ -19,8 +19,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aurora_dcc.local_socket import LocalSocketChannel
-from aurora_dcc.peer import Peer
+from aurora_dcc.rpc.peer import Peer
+from aurora_dcc.transport.local_socket import LocalSocketChannel
 
 
 def main() -> int:

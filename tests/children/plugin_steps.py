@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from aurora_dcc.process_plugin import plugin_context
+from aurora_dcc.process.plugin import plugin_context
 
 
 def main() -> int:

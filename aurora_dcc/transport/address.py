@@ -17,7 +17,7 @@ import socket
 import stat
 import sys
 
-from .errors import IpcChannelError
+from ..errors import IpcChannelError
 
 __all__ = [
     "MAX_UNIX_PATH",

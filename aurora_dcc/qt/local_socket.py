@@ -51,14 +51,16 @@ from typing import Any, Callable, Optional, Union
 
 from qtpy import QtNetwork
 
-from .address import AddressInUse, claim_address, resolve_address
-from .channel import IpcChannel, Waitable
-from .errors import ChannelTimeout, Disconnected, IpcChannelError, SendFailed, ShuttingDown
-from .framing import DEFAULT_MAX_FRAME, encode_event, encode_frame
-from .local_socket import RetryPolicy, retrying
-from .message import IpcMessage, IpcMessageType
-from .metrics import IpcChannelMetrics
-from .qt_compat import (
+from ..channel.base import IpcChannel, Waitable
+from ..channel.metrics import IpcChannelMetrics
+from ..channel.server import ConnectionHandler, IpcServer
+from ..errors import ChannelTimeout, Disconnected, IpcChannelError, SendFailed, ShuttingDown
+from ..protocol.framing import DEFAULT_MAX_FRAME, encode_event, encode_frame
+from ..protocol.message import IpcMessage, IpcMessageType
+from ..transport.address import AddressInUse, claim_address, resolve_address
+from ..transport.connection import StreamSession
+from ..transport.retry import RetryPolicy, retrying
+from .compat import (
     QtCore,
     Signal,
     app_instance,
@@ -66,8 +68,6 @@ from .qt_compat import (
     local_socket_error_signal,
     on_qt_main_thread,
 )
-from .server import ConnectionHandler, IpcServer
-from .stream_session import StreamSession
 
 __all__ = ["QtLocalSocketChannel", "QtLocalSocketServer"]
 
@@ -177,7 +177,7 @@ def _require_app() -> None:
     if app_instance() is None:
         raise IpcChannelError(
             "the Qt local-socket transport needs a QCoreApplication (or QApplication); "
-            "create one first, or use aurora_dcc.local_socket outside Qt"
+            "create one first, or use aurora_dcc.transport.local_socket outside Qt"
         )
 
 

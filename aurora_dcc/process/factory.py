@@ -8,7 +8,7 @@ Usage::
     mode = auto_detect()                    # IpcMode.LOCAL_SOCKET inside a packed backend
 
 The environment a host gives its child (see PROTOCOL.md and
-:mod:`aurora_dcc.packed`): ``AURORAVIEW_IPC_CHANNEL`` (channel name),
+:mod:`aurora_dcc.process.backend`): ``AURORAVIEW_IPC_CHANNEL`` (channel name),
 ``AURORAVIEW_IPC_TOKEN`` (session token), ``AURORAVIEW_PACKED=1`` (this is a
 packed backend) and ``AURORAVIEW_IPC_MODE`` (forces a transport: ``thread``,
 ``local_socket``, ``shared_memory`` or ``legacy``).
@@ -22,12 +22,12 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from .channel import IpcChannel
-from .errors import IpcChannelError
-from .local_socket import LocalSocketChannel, LocalSocketChannelServer, RetryPolicy
-from .server import IpcServer
-from .session import ENV_CHANNEL, ENV_MODE, ENV_PACKED, ENV_TOKEN
-from .thread_channel import ThreadChannel
+from ..channel.base import IpcChannel
+from ..channel.server import IpcServer
+from ..channel.thread import ThreadChannel
+from ..errors import IpcChannelError
+from ..transport.local_socket import LocalSocketChannel, LocalSocketChannelServer, RetryPolicy
+from .environment import ENV_CHANNEL, ENV_MODE, ENV_PACKED, ENV_TOKEN
 
 __all__ = [
     "IpcChannelFactory",
@@ -132,7 +132,7 @@ class IpcChannelFactory:
             options.setdefault("retry", CONNECT_RETRY)
             return LocalSocketChannel.connect(name, token=token, timeout=timeout, **options)
         if mode is IpcMode.LEGACY:
-            from .stdio_channel import StdioChannel
+            from ..transport.stdio import StdioChannel
 
             return StdioChannel.connect_stdio(name, timeout=timeout, **options)
         raise _not_built(mode)
@@ -203,7 +203,7 @@ def create_for_context(
     if env.get(ENV_MODE, "").strip():
         return IpcChannelFactory.create(mode, name, timeout=timeout)
     if qt_app_exists():
-        from .dcc_channel import DccIpcChannel
+        from ..main_thread.channel import DccIpcChannel
 
         return DccIpcChannel(name)
     return ThreadChannel(name)
@@ -214,7 +214,7 @@ def qt_app_exists() -> bool:
     if not any(binding in sys.modules for binding in ("PySide6", "PySide2", "PyQt5", "PyQt6")):
         return False
     try:
-        from .qt_compat import app_instance
+        from ..qt.compat import app_instance
     except ImportError:
         return False
     return app_instance() is not None

@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any, Callable, Optional
 
-from .channel import IpcChannel
+from .base import IpcChannel
 from .metrics import IpcChannelMetrics
 
 __all__ = ["ConnectionHandler", "IpcServer"]

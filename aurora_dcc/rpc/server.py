@@ -26,9 +26,9 @@ import concurrent.futures
 import threading
 from typing import Any, Callable, Optional
 
-from .channel import IpcChannel
+from ..channel.base import IpcChannel
+from ..channel.server import IpcServer
 from .peer import DEFAULT_TIMEOUT, EventHandler, F, HandlerRegistry, Peer
-from .server import IpcServer
 
 __all__ = ["RpcServer"]
 

@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any, Callable, Optional, Protocol
 
-from .message import IpcMessage
+from ..protocol.message import IpcMessage
 from .metrics import IpcChannelMetrics
 from .shutdown import ShutdownState
 

@@ -6,7 +6,7 @@ cover, asking whether a QObject's C++ side still exists, lives here.
 
 Usage::
 
-    from aurora_dcc.qt_compat import QtCore, is_alive, app_instance, on_qt_main_thread
+    from aurora_dcc.qt.compat import QtCore, is_alive, app_instance, on_qt_main_thread
     app = app_instance()          # QCoreApplication.instance() or None
     if is_alive(obj):
         obj.deleteLater()

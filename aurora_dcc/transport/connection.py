@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from .errors import (
+from ..channel.metrics import IpcChannelMetrics
+from ..errors import (
     ErrorCode,
     IpcChannelError,
     IpcError,
@@ -33,10 +34,9 @@ from .errors import (
     Unauthorized,
     UnsupportedProtocol,
 )
-from .framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
-from .message import IpcMessage, IpcMessageType
-from .metrics import IpcChannelMetrics
-from .session import check_hello, error_reply, hello_message, ready_message
+from ..protocol.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
+from ..protocol.handshake import check_hello, error_reply, hello_message, ready_message
+from ..protocol.message import IpcMessage, IpcMessageType
 
 __all__ = ["StreamSession"]
 

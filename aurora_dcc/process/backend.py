@@ -15,7 +15,7 @@ Backend side, :func:`connect_backend`: reads that environment and returns a
 handlers and returns when the host disconnects. ``print()`` is fine anywhere.
 
 ``AURORAVIEW_IPC_MODE=legacy`` (or ``mode="legacy"``) switches both sides to
-NDJSON over the child's stdin/stdout (:mod:`aurora_dcc.stdio_channel`), same
+NDJSON over the child's stdin/stdout (:mod:`aurora_dcc.transport.stdio`), same
 API; there the backend's stdout is redirected to its stderr, so ``print()``
 still works and shows up on the host's stderr.
 
@@ -53,15 +53,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import IO, Any, Callable, Optional, Union
 
-from .channel import IpcChannel
-from .errors import ChannelTimeout, ErrorCode, IpcChannelError, ShuttingDown
+from ..channel.base import IpcChannel
+from ..errors import ChannelTimeout, ErrorCode, IpcChannelError, ShuttingDown
+from ..protocol.message import IpcMessage, IpcMessageType
+from ..rpc.peer import DEFAULT_TIMEOUT, EventHandler, HandlerRegistry, IpcCallError, Peer
+from ..rpc.server import RpcServer
+from ..transport.local_socket import LocalSocketChannelServer
+from ..transport.stdio import StdioChannel
+from .environment import ENV_CHANNEL, ENV_MODE, ENV_PACKED, ENV_TOKEN
 from .factory import IpcChannelFactory, IpcMode, auto_detect, qt_app_exists
-from .local_socket import LocalSocketChannelServer
-from .message import IpcMessage, IpcMessageType
-from .peer import DEFAULT_TIMEOUT, EventHandler, HandlerRegistry, IpcCallError, Peer
-from .rpc_server import RpcServer
-from .session import ENV_CHANNEL, ENV_MODE, ENV_PACKED, ENV_TOKEN
-from .stdio_channel import StdioChannel
 
 __all__ = [
     "BackendError",
@@ -607,8 +607,8 @@ def _nothing() -> None:
 def _wait(event: threading.Event, timeout: Optional[float]) -> bool:
     """``event.wait(timeout)``; on the Qt main thread, with the event loop running meanwhile."""
     if qt_app_exists():
-        from .dcc_channel import main_thread_channel
-        from .qt_compat import on_qt_main_thread
+        from ..main_thread.channel import main_thread_channel
+        from ..qt.compat import on_qt_main_thread
 
         if on_qt_main_thread():
             return main_thread_channel().wait_event(event, timeout)

@@ -45,8 +45,8 @@ import logging
 import threading
 from typing import Callable, Optional
 
-from .qt_compat import QtCore, Signal, app_instance, is_alive
-from .waker import Waker
+from ..channel.waker import Waker
+from .compat import QtCore, Signal, app_instance, is_alive
 
 __all__ = ["QtWaker"]
 

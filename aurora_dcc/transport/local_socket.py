@@ -2,8 +2,8 @@
 
 The side of PROTOCOL.md for processes without Qt (a packed-mode backend, a
 subprocess script, an external tool). Unix domain sockets on Linux and macOS,
-named pipes on Windows (:mod:`aurora_dcc.win_pipe`), behind one API. The
-protocol rules themselves live in :class:`~aurora_dcc.stream_session.StreamSession`;
+named pipes on Windows (:mod:`aurora_dcc.transport.win_pipe`), behind one API. The
+protocol rules themselves live in :class:`~aurora_dcc.transport.connection.StreamSession`;
 this module only moves bytes and threads.
 
 Each channel owns one socket. One thread at a time holds its *read turn*:
@@ -69,27 +69,27 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol, TypeVar, Union
 
-from .address import MAX_UNIX_PATH, AddressInUse, claim_address, is_windows, resolve_address
-from .channel import IpcChannel, Waitable
-from .errors import (
+from ..channel.base import IpcChannel, Waitable
+from ..channel.metrics import IpcChannelMetrics
+from ..channel.server import ConnectionHandler, IpcServer
+from ..channel.shutdown import ShutdownState
+from ..errors import (
     ChannelTimeout,
     Disconnected,
     IpcChannelError,
     SendFailed,
     ShuttingDown,
 )
-from .framing import DEFAULT_MAX_FRAME, encode_event, encode_frame
-from .message import IpcMessage, IpcMessageType
-from .metrics import IpcChannelMetrics
-from .server import ConnectionHandler, IpcServer
-from .session import ready_message
-from .shutdown import ShutdownState
-from .stream_session import StreamSession
+from ..protocol.framing import DEFAULT_MAX_FRAME, encode_event, encode_frame
+from ..protocol.handshake import ready_message
+from ..protocol.message import IpcMessage, IpcMessageType
+from .address import MAX_UNIX_PATH, AddressInUse, claim_address, is_windows, resolve_address
+from .connection import StreamSession
+from .retry import RetryPolicy, retrying
 
-__all__ = ["LocalSocketChannel", "LocalSocketChannelServer", "RetryPolicy", "Stream", "retrying"]
+__all__ = ["LocalSocketChannel", "LocalSocketChannelServer", "RetryPolicy", "Stream"]
 
 log = logging.getLogger(__name__)
 
@@ -138,58 +138,6 @@ class Stream(Protocol):
     def shutdown(self, how: int, /) -> None: ...
 
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How ``LocalSocketChannel.connect`` retries while no server answers yet.
-
-    ``attempts`` connection attempts in all, sleeping ``initial_delay`` after
-    the first failure and doubling the sleep up to ``max_delay``. Only
-    "nobody is there" failures are retried (no socket file, connection refused,
-    the server vanished during the handshake); a refused token is not.
-
-    Usage::
-
-        LocalSocketChannel.connect("auroraview_4711", retry=RetryPolicy(attempts=20))
-        LocalSocketChannel.connect("auroraview_4711", retry=5)   # 5 attempts, default delays
-    """
-
-    attempts: int = 10
-    initial_delay: float = 0.05
-    max_delay: float = 1.0
-
-    def delays(self) -> list[float]:
-        """The sleeps between attempts (``attempts - 1`` of them)."""
-        out: list[float] = []
-        delay = self.initial_delay
-        for _ in range(max(0, self.attempts - 1)):
-            out.append(min(delay, self.max_delay))
-            delay *= 2
-        return out
-
-
-def retrying(
-    retry: Union[RetryPolicy, int, None],
-    attempt: Callable[[], _T],
-    name: str,
-    sleep: Callable[[float], None] = time.sleep,
-) -> _T:
-    """``attempt()``, tried again per ``retry`` while it raises ``Disconnected``.
-
-    ``retry`` is what ``connect(retry=...)`` takes: a :class:`RetryPolicy`, a
-    number of attempts, or ``None`` (one attempt). ``sleep`` waits between
-    attempts (the Qt side passes one that keeps its event loop running).
-    """
-    policy = RetryPolicy(attempts=retry) if isinstance(retry, int) else retry
-    delays = policy.delays() if policy is not None else []
-    for delay in delays:
-        try:
-            return attempt()
-        except Disconnected:
-            log.debug("channel %r: no server yet, retrying in %.3fs", name, delay)
-            sleep(delay)
-    return attempt()
 
 
 class _Inbox:

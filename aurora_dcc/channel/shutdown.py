@@ -20,7 +20,7 @@ import threading
 from types import TracebackType
 from typing import Callable, Optional
 
-from .errors import ChannelTimeout, ShuttingDown
+from ..errors import ChannelTimeout, ShuttingDown
 
 __all__ = ["OperationGuard", "ShutdownState"]
 

@@ -31,14 +31,14 @@ import sys
 import threading
 from typing import Any, Callable, Optional
 
-from .errors import ChannelTimeout, Disconnected
+from ..errors import ChannelTimeout, Disconnected
 from .local_socket import LocalSocketChannel
 
 __all__ = ["PipeStream", "StdioChannel"]
 
 
 class PipeStream:
-    """A :class:`~aurora_dcc.local_socket.Stream` over two pipe descriptors it owns.
+    """A :class:`~aurora_dcc.transport.local_socket.Stream` over two pipe descriptors it owns.
 
     ``recv`` reads ``read_fd``; ``sendall`` writes ``write_fd``. ``shutdown``
     closes the writing end unless a write is in progress (the other side sees

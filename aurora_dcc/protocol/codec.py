@@ -7,7 +7,7 @@ newline-delimited framing in PROTOCOL.md relies on.
 
 Usage::
 
-    from aurora_dcc import codec
+    from aurora_dcc.protocol import codec as codec
     raw = codec.dumps({"type": "ping"})    # bytes
     obj = codec.loads(raw)                 # {'type': 'ping'}
 """

@@ -42,12 +42,12 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Callable, Optional
 
-from .channel import IpcChannel
-from .errors import ChannelTimeout, IpcChannelError
+from ..channel.base import IpcChannel
+from ..errors import ChannelTimeout, IpcChannelError
+from ..protocol.message import IpcMessage
+from ..rpc.peer import EventHandler
+from .backend import BackendError, BackendHandle, BackendPeer, connect_backend, spawn_backend
 from .factory import IpcMode, qt_app_exists
-from .message import IpcMessage
-from .packed import BackendError, BackendHandle, BackendPeer, connect_backend, spawn_backend
-from .peer import EventHandler
 
 __all__ = [
     "PluginCancelled",
@@ -165,7 +165,7 @@ class ProcessPlugin:
         if self._handle is not None:
             raise RuntimeError(f"plugin {self.target} was already started")
         if self.main_thread if self.main_thread is not None else qt_app_exists():
-            from .dcc_channel import DccIpcChannel
+            from ..main_thread.channel import DccIpcChannel
 
             relay = DccIpcChannel(f"plugin-{self.target}")
             relay.on_message(self._dispatch_message)
@@ -298,7 +298,7 @@ class PluginContext:
 
     ``cancelled`` is set when the DCC side calls ``cancel()``; check it
     between steps of the work. ``peer`` is the underlying
-    :class:`~aurora_dcc.packed.BackendPeer` (handlers, requests to the host).
+    :class:`~aurora_dcc.process.backend.BackendPeer` (handlers, requests to the host).
 
     Usage::
 

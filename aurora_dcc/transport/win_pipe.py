@@ -21,8 +21,8 @@ import threading
 import time
 from typing import Any, Optional
 
+from ..errors import ChannelTimeout, Disconnected
 from .address import AddressInUse
-from .errors import ChannelTimeout, Disconnected
 
 __all__ = ["PipeListener", "PipeStream", "connect"]
 

@@ -2,7 +2,7 @@
 
 ``DccIpcChannel`` queues messages from any thread and needs the host's main
 thread to come and drain them. A waker is that doorbell. ``QtWaker``
-(``aurora_dcc.qt_waker``) rings it through the Qt event loop; a host without
+(``aurora_dcc.qt.waker``) rings it through the Qt event loop; a host without
 Qt (Blender) implements these few methods over its own loop. This module
 imports no Qt, so such a host can use it without one.
 

@@ -38,12 +38,12 @@ import time
 from collections import deque
 from typing import Any, Callable, NoReturn, Optional, TypeVar
 
-from .channel import IpcChannel, Waitable
-from .errors import ChannelTimeout, ShuttingDown
-from .message import IpcMessage
-from .shutdown import ShutdownState
-from .thread_channel import ThreadChannel
-from .waker import Waker
+from ..channel.base import IpcChannel, Waitable
+from ..channel.shutdown import ShutdownState
+from ..channel.thread import ThreadChannel
+from ..channel.waker import Waker
+from ..errors import ChannelTimeout, ShuttingDown
+from ..protocol.message import IpcMessage
 
 __all__ = ["DccIpcChannel", "call_in_main_thread", "main_thread_channel"]
 
@@ -419,8 +419,8 @@ class DccIpcChannel(IpcChannel):
 def _qt_waker_if_app() -> Optional[Waker]:
     """A ``QtWaker`` when Qt is importable and a ``QCoreApplication`` exists, else None."""
     try:
-        from .qt_compat import app_instance
-        from .qt_waker import QtWaker
+        from ..qt.compat import app_instance
+        from ..qt.waker import QtWaker
     except ImportError:
         return None
     return QtWaker() if app_instance() is not None else None

@@ -20,14 +20,10 @@ import os
 import sys
 from typing import Any, Optional
 
-from .errors import ErrorCode, IpcError, SerializationError
+from ..errors import ErrorCode, IpcError, SerializationError
 from .message import IpcMessage, IpcMessageType
 
 __all__ = [
-    "ENV_CHANNEL",
-    "ENV_MODE",
-    "ENV_PACKED",
-    "ENV_TOKEN",
     "PROTOCOL_VERSION",
     "check_hello",
     "default_peer_name",
@@ -37,15 +33,6 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
-
-ENV_CHANNEL = "AURORAVIEW_IPC_CHANNEL"
-"""Name of the channel a child process should join."""
-ENV_TOKEN = "AURORAVIEW_IPC_TOKEN"
-"""Session token the server requires, if any."""
-ENV_PACKED = "AURORAVIEW_PACKED"
-"""``1`` in a packed-mode backend started by its host."""
-ENV_MODE = "AURORAVIEW_IPC_MODE"
-"""Forces a transport: ``thread``, ``local_socket``, ``shared_memory`` or ``legacy``."""
 
 
 def default_peer_name() -> str:

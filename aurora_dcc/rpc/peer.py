@@ -70,16 +70,16 @@ import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Generic, Optional, TypeVar
 
-from .channel import IpcChannel
-from .errors import (
+from ..channel.base import IpcChannel
+from ..errors import (
     ErrorCode,
     IpcChannelError,
     IpcError,
     SerializationError,
     ShuttingDown,
 )
-from .message import IpcMessage, IpcMessageType, new_message_id
-from .session import default_peer_name, ready_message
+from ..protocol.handshake import default_peer_name, ready_message
+from ..protocol.message import IpcMessage, IpcMessageType, new_message_id
 
 __all__ = ["EventHandler", "HandlerRegistry", "IpcCallError", "Peer"]
 

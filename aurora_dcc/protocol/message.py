@@ -18,8 +18,8 @@ import os
 from enum import Enum
 from typing import Any, Optional
 
+from ..errors import ErrorCode, IpcError, SerializationError
 from . import codec
-from .errors import ErrorCode, IpcError, SerializationError
 
 __all__ = ["IpcMessage", "IpcMessageType", "new_message_id"]
 

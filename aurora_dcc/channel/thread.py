@@ -25,9 +25,9 @@ import time
 from collections import deque
 from typing import Callable, Optional, Union
 
-from .channel import IpcChannel
-from .errors import ChannelTimeout, SendFailed, ShuttingDown
-from .message import IpcMessage
+from ..errors import ChannelTimeout, SendFailed, ShuttingDown
+from ..protocol.message import IpcMessage
+from .base import IpcChannel
 from .metrics import IpcChannelMetrics
 from .shutdown import ShutdownState
 

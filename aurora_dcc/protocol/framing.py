@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import MessageTooLarge
+from ..errors import MessageTooLarge
 from .message import IpcMessage
 
 __all__ = ["DEFAULT_MAX_FRAME", "FrameDecoder", "encode_event", "encode_frame"]
