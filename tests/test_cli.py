@@ -26,7 +26,7 @@ def server() -> Iterator[tuple[LocalSocketChannelServer, str]]:
 
     registry.register("fail", fail)
     name = f"aurora_cli_{uuid.uuid4().hex[:8]}"
-    srv = LocalSocketChannelServer(name, token="tok", handlers=registry.names())
+    srv = LocalSocketChannelServer(name, token="tok", handler_names=registry.names())
     peers: list[Peer] = []
     srv.on_connection(lambda conn: peers.append(Peer(conn, handlers=registry)))
     try:

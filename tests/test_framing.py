@@ -56,7 +56,7 @@ def test_encode_frame_refuses_a_message_over_the_limit() -> None:
 
 
 def handshake(token: str | None = None, offered: str | None = None) -> tuple[StreamSession, ...]:
-    server = StreamSession(server=True, token=token, handlers=lambda: ["scene.info"])
+    server = StreamSession(server=True, token=token, list_handler_names=lambda: ["scene.info"])
     client = StreamSession(server=False, token=offered)
     client.start()
     assert server.feed(client.take_output()) == []

@@ -45,7 +45,7 @@ def name() -> str:
 
 @pytest.fixture
 def server(name: str) -> Iterator[LocalSocketChannelServer]:
-    srv = LocalSocketChannelServer(name, token="s3cret", handlers=["scene.info"])
+    srv = LocalSocketChannelServer(name, token="s3cret", handler_names=["scene.info"])
     try:
         yield srv
     finally:
@@ -128,7 +128,7 @@ def test_a_dead_client_is_dropped_from_broadcasts(server: LocalSocketChannelServ
 def test_handler_lists_are_announced_both_ways(server: LocalSocketChannelServer) -> None:
     client, conn = connect_pair(server)
     with client:
-        server.set_handlers(["scene.info", "scene.save"])
+        server.set_handler_names(["scene.info", "scene.save"])
         ready = client.receive(WAIT)
         assert ready.type is IpcMessageType.READY
         assert ready.data["handlers"] == ["scene.info", "scene.save"]

@@ -38,7 +38,7 @@ def served(name: str) -> Iterator[tuple[HandlerRegistry, LocalSocketChannelServe
     """A server whose connections are served by Peers sharing one registry, and a client Peer."""
     registry = HandlerRegistry()
     server = LocalSocketChannelServer(name)
-    registry.subscribe(lambda: server.set_handlers(registry.names()))
+    registry.subscribe(lambda: server.set_handler_names(registry.names()))
     server.on_connection(lambda conn: Peer(conn, handlers=registry, name="host"))
     client = Peer(LocalSocketChannel.connect(name, timeout=WAIT), name="tool")
     yield registry, server, client
@@ -100,7 +100,7 @@ def test_handler_list_changes_reach_the_client(
 def test_a_backend_in_a_child_process_serves_calls_back_and_its_crash_fails_requests(
     name: str,
 ) -> None:
-    server = LocalSocketChannelServer(name, handlers=["host.version"])
+    server = LocalSocketChannelServer(name, handler_names=["host.version"])
     child = subprocess.Popen([sys.executable, CHILD, name])
     try:
         conn = server.accept(timeout=WAIT)

@@ -32,7 +32,7 @@ def qt_peers(qapp: Any) -> Iterator[Setup]:
     name = unique_name()
     registry = HandlerRegistry()
     server = QtLocalSocketServer(name)
-    registry.subscribe(lambda: server.set_handlers(registry.names()))
+    registry.subscribe(lambda: server.set_handler_names(registry.names()))
     server_peers: list[Peer] = []
     server.on_connection(
         lambda conn: server_peers.append(Peer(conn, handlers=registry, name="dcc"))

@@ -44,7 +44,7 @@ def echo_requests(conn: IpcChannel) -> None:
 
 @pytest.fixture
 def server(name: str) -> Iterator[LocalSocketChannelServer]:
-    srv = LocalSocketChannelServer(name, token="s3cret", handlers=["echo"])
+    srv = LocalSocketChannelServer(name, token="s3cret", handler_names=["echo"])
     srv.on_connection(echo_requests)
     try:
         yield srv

@@ -43,7 +43,7 @@ def serve_add(server: Any) -> list[Peer]:
 
 @pytest.fixture
 def qt_server(qapp: Any) -> Any:
-    server = QtLocalSocketServer(unique_name(), token="s3cret", handlers=["add"])
+    server = QtLocalSocketServer(unique_name(), token="s3cret", handler_names=["add"])
     server.peers = serve_add(server)
     yield server
     server.close()
@@ -51,7 +51,7 @@ def qt_server(qapp: Any) -> Any:
 
 @pytest.fixture
 def plain_server() -> Any:
-    server = LocalSocketChannelServer(unique_name(), token="s3cret", handlers=["add"])
+    server = LocalSocketChannelServer(unique_name(), token="s3cret", handler_names=["add"])
     server.peers = serve_add(server)
     yield server
     server.close()

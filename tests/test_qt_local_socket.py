@@ -65,7 +65,7 @@ def raw_hello(name: str, token: str | None = None) -> tuple[RawClient, dict[str,
 
 
 def test_handshake_request_and_ping(qtbot: Any, make_server: Any) -> None:
-    server = make_server(handlers=["scene.info"], peer_name="maya-test")
+    server = make_server(handler_names=["scene.info"], peer_name="maya-test")
     serve_echo(server)
 
     def client() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -569,11 +569,11 @@ def test_without_direct_writes_qt_writes_everything_in_order(
 
 
 def test_set_handlers_reannounces_ready(qtbot: Any, make_server: Any) -> None:
-    server = make_server(handlers=["a"])
+    server = make_server(handler_names=["a"])
     client = QtLocalSocketChannel.connect(server.name)
     assert client.peer_info["handlers"] == ["a"]
     assert client.try_receive() is None  # the ready that opened the session is connect()'s
-    server.set_handlers(["b", "a"])
+    server.set_handler_names(["b", "a"])
     again = client.receive(timeout=5.0)
     assert again.type is IpcMessageType.READY and again.data["handlers"] == ["a", "b"]
     assert client.peer_info["handlers"] == ["a", "b"]

@@ -54,7 +54,7 @@ class IpcChannel(ABC):
     def __init__(self, name: str, shutdown_state: Optional[ShutdownState] = None) -> None:
         self._name = name
         self._state = shutdown_state if shutdown_state is not None else ShutdownState()
-        self._handlers: list[MessageHandler] = []
+        self._message_handlers: list[MessageHandler] = []
         self.metrics = IpcChannelMetrics(self._queue_length)
 
     # -- the transport's part ----------------------------------------------
@@ -126,21 +126,21 @@ class IpcChannel(ABC):
 
     def on_message(self, handler: MessageHandler) -> Callable[[], None]:
         """Register ``handler(msg)`` for incoming messages; returns an unsubscribe function."""
-        self._handlers.append(handler)
-        self._handlers_changed()
+        self._message_handlers.append(handler)
+        self._message_handlers_changed()
 
         def unsubscribe() -> None:
-            if handler in self._handlers:
-                self._handlers.remove(handler)
+            if handler in self._message_handlers:
+                self._message_handlers.remove(handler)
 
         return unsubscribe
 
-    def _handlers_changed(self) -> None:  # noqa: B027 - optional hook
+    def _message_handlers_changed(self) -> None:  # noqa: B027 - optional hook
         """Hook for transports that start delivery when the first handler arrives."""
 
     def _dispatch(self, msg: IpcMessage) -> None:
         """Hand ``msg`` to every handler; a handler that raises is logged and counted."""
-        handlers = self._handlers
+        handlers = self._message_handlers
         if len(handlers) == 1:  # the common case, without copying the list
             handler = handlers[0]
             try:

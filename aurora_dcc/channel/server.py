@@ -78,7 +78,7 @@ class IpcServer(ABC):
         return contextlib.nullcontext()
 
     @abstractmethod
-    def set_handlers(self, names: list[str]) -> None:
+    def set_handler_names(self, names: list[str]) -> None:
         """Set the handler names announced in ``ready``; re-announce to connected clients."""
 
     @abstractmethod

@@ -392,9 +392,9 @@ class ThreadChannel(IpcChannel):
         if not self._outbox.wait_empty(remaining):
             raise ChannelTimeout(f"{len(self._outbox)} message(s) still queued after {timeout}s")
 
-    def _handlers_changed(self) -> None:
+    def _message_handlers_changed(self) -> None:
         # Handlers need something to call them: a daemon thread, started once.
-        if self._dispatcher is None and self._handlers:
+        if self._dispatcher is None and self._message_handlers:
             self._dispatcher = threading.Thread(
                 target=self._dispatch_loop, name=f"aurora-dispatch-{self._name}", daemon=True
             )

@@ -215,8 +215,8 @@ class DccIpcChannel(IpcChannel):
     def _queue_length(self) -> int:
         return len(self._ready) + self._queue._queue_length()
 
-    def _handlers_changed(self) -> None:
-        if self._handlers:
+    def _message_handlers_changed(self) -> None:
+        if self._message_handlers:
             self._wake()  # messages may be waiting for their first handler
 
     def call_in_main_thread(
@@ -285,7 +285,7 @@ class DccIpcChannel(IpcChannel):
                 remaining = _WAIT_SLICE if deadline is None else deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                if not (self._handlers and self._queue_length()):
+                if not (self._message_handlers and self._queue_length()):
                     self._arrived.wait(min(remaining, _WAIT_SLICE))
             return True
         finally:
@@ -310,7 +310,7 @@ class DccIpcChannel(IpcChannel):
             except IndexError:
                 break
             call.run()
-        handlers = self._handlers
+        handlers = self._message_handlers
         queue = self._queue
         if not handlers or not (
             self._ready or queue._queue_length() or not queue.wake_on_next_send()
@@ -397,7 +397,7 @@ class DccIpcChannel(IpcChannel):
             return
         self._finishing = True
         self._fail_calls()
-        handlers = self._handlers
+        handlers = self._message_handlers
         deadline = _perf() + self.shutdown_timeout
         while handlers and _perf() < deadline:
             msg = self.try_receive()

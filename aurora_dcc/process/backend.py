@@ -373,7 +373,7 @@ class BackendHandle:
                 self._on_peer(peer)
         if mode is IpcMode.LEGACY:
             channel = StdioChannel.serve_process(
-                self.process, name, handlers=registry.names, peer_name=peer_name
+                self.process, name, list_handler_names=registry.names, peer_name=peer_name
             )
             self._attach(Peer(channel, registry, session_started=True, **peer_options))
         with _live_lock:

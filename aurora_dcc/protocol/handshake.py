@@ -10,7 +10,7 @@ Usage (server side, on a connection's first frame)::
     if error is not None:
         send(IpcMessage(IpcMessageType.RESPONSE, id=msg.id, error=error)); close()
     else:
-        send(ready_message(peer="maya-2025", handlers=["scene.info"]))
+        send(ready_message(peer="maya-2025", handler_names=["scene.info"]))
 """
 
 from __future__ import annotations
@@ -52,13 +52,15 @@ def hello_message(token: Optional[str] = None, peer: Optional[str] = None) -> Ip
     return IpcMessage(IpcMessageType.HELLO, data)
 
 
-def ready_message(peer: Optional[str] = None, handlers: Optional[list[str]] = None) -> IpcMessage:
+def ready_message(
+    peer: Optional[str] = None, handler_names: Optional[list[str]] = None
+) -> IpcMessage:
     return IpcMessage(
         IpcMessageType.READY,
         {
             "protocol": PROTOCOL_VERSION,
             "peer": peer or default_peer_name(),
-            "handlers": sorted(handlers or []),
+            "handlers": sorted(handler_names or []),
         },
     )
 

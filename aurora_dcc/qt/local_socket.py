@@ -355,7 +355,7 @@ class QtLocalSocketChannel(IpcChannel):
         token: Optional[str] = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         peer_name: Optional[str] = None,
-        handlers: Optional[Callable[[], list[str]]] = None,
+        list_handler_names: Optional[Callable[[], list[str]]] = None,
         capacity: int = 10_000,
         on_established: Optional[Callable[[QtLocalSocketChannel], None]] = None,
         on_closed: Optional[Callable[[QtLocalSocketChannel], None]] = None,
@@ -372,7 +372,7 @@ class QtLocalSocketChannel(IpcChannel):
             token=token,
             max_frame=max_frame,
             peer_name=peer_name,
-            handlers=handlers,
+            list_handler_names=list_handler_names,
             metrics=self.metrics,
         )
         self._on_established = on_established
@@ -648,14 +648,14 @@ class QtLocalSocketChannel(IpcChannel):
             self.metrics.record_error()
             log.warning("%s", exc)
 
-    def announce(self, handlers: list[str]) -> None:
-        """Send a ``ready`` listing ``handlers`` (the handler list changed)."""
+    def announce(self, handler_names: list[str]) -> None:
+        """Send a ``ready`` listing ``handler_names`` (the handler list changed)."""
         if threading.get_ident() != self._waiter.owner:
-            self._invoker.call_soon(lambda: self.announce(handlers))
+            self._invoker.call_soon(lambda: self.announce(handler_names))
             return
         if self._closed or not is_alive(self._socket):
             return
-        self._session.announce(handlers)
+        self._session.announce(handler_names)
         self._write(self._session.take_output())
         self._push()
 
@@ -704,13 +704,13 @@ class QtLocalSocketChannel(IpcChannel):
         # a nested wait has to read by itself.
         return self._read_available if self._reading else None
 
-    def _handlers_changed(self) -> None:
+    def _message_handlers_changed(self) -> None:
         # Messages that arrived before the first handler go to it, on the Qt thread.
-        if self._handlers and self._inbox:
+        if self._message_handlers and self._inbox:
             self._invoker.call_soon(self._drain_inbox_to_handlers)
 
     def _drain_inbox_to_handlers(self) -> None:
-        if self._handlers and self._inbox:
+        if self._message_handlers and self._inbox:
             self._deliver([])
 
     def _take_inbox(self) -> list[IpcMessage]:
@@ -780,7 +780,7 @@ class QtLocalSocketChannel(IpcChannel):
         self._waiter.wake()  # connect() waits for this
 
     def _deliver(self, messages: list[IpcMessage]) -> None:
-        if not self._handlers:
+        if not self._message_handlers:
             inbox = self._inbox
             with self._waiter.cond:
                 inbox.extend(messages)
@@ -910,14 +910,14 @@ class QtLocalSocketServer(IpcServer):
     It listens on ``resolve_address(name)`` with a user-only socket, after
     taking over a stale socket file (``claim_address``); a live server under the
     same name makes the constructor raise ``AddressInUse``. ``token`` (if given)
-    is required in every client's ``hello``; ``handlers`` are the names announced
+    is required in every client's ``hello``; ``handler_names`` are the names announced
     in ``ready``; a client that has not opened its session within
     ``handshake_timeout`` seconds is dropped. Same signature as
     ``LocalSocketChannelServer``. Each connection is a :class:`QtLocalSocketChannel`.
 
     Usage::
 
-        with QtLocalSocketServer("auroraview_4711", handlers=["scene.info"]) as server:
+        with QtLocalSocketServer("auroraview_4711", handler_names=["scene.info"]) as server:
             server.on_connection(lambda conn: conn.on_message(lambda msg: serve(conn, msg)))
             conn = server.accept(timeout=5.0)      # the Qt loop keeps running meanwhile
             server.emit("scene.saved", {"path": "/shots/a.ma"})
@@ -929,7 +929,7 @@ class QtLocalSocketServer(IpcServer):
         token: Optional[str] = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         *,
-        handlers: Optional[list[str]] = None,
+        handler_names: Optional[list[str]] = None,
         peer_name: Optional[str] = None,
         handshake_timeout: Optional[float] = 10.0,
         capacity: int = 10_000,
@@ -941,7 +941,7 @@ class QtLocalSocketServer(IpcServer):
         self._token = token
         self._max_frame = max_frame
         self._peer_name = peer_name
-        self._handler_names = sorted(handlers or [])
+        self._handler_names = sorted(handler_names or [])
         self._connections: list[QtLocalSocketChannel] = []
         self._handshaking: set[QtLocalSocketChannel] = set()
         self._unaccepted: deque[QtLocalSocketChannel] = deque()
@@ -1008,12 +1008,12 @@ class QtLocalSocketServer(IpcServer):
                 continue
             self.metrics.record_sent(len(frame))
 
-    def set_handlers(self, names: list[str]) -> None:
+    def set_handler_names(self, names: list[str]) -> None:
         self._handler_names = sorted(names)
         for conn in tuple(self._connections):
             conn.announce(self._handler_names)
 
-    def _announced_handlers(self) -> list[str]:
+    def _announced_handler_names(self) -> list[str]:
         return self._handler_names
 
     # -- the Qt side -----------------------------------------------------------
@@ -1031,7 +1031,7 @@ class QtLocalSocketServer(IpcServer):
                 token=self._token,
                 max_frame=self._max_frame,
                 peer_name=self._peer_name,
-                handlers=self._announced_handlers,
+                list_handler_names=self._announced_handler_names,
                 capacity=self._capacity,
                 on_established=self._on_established,
                 on_closed=self._on_connection_closed,

@@ -239,7 +239,7 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._handlers: dict[str, _Handler] = {}
+        self._entries: dict[str, _Handler] = {}
         self._listeners: _Subscribers[Callable[[], None]] = _Subscribers()
 
     def register(self, name: str, fn: F, *, raw: bool = False) -> F:
@@ -279,8 +279,8 @@ class HandlerRegistry:
                 raise ValueError(f"a handler name must be a non-empty string, not {name!r}")
         entries = {name: _Handler(fn, raw) for name, fn in handlers.items()}
         with self._lock:
-            removed = [name for name in remove if self._handlers.pop(name, None) is not None]
-            self._handlers.update(entries)
+            removed = [name for name in remove if self._entries.pop(name, None) is not None]
+            self._entries.update(entries)
         if entries or removed:
             for listener in self._listeners.items:
                 try:
@@ -290,26 +290,26 @@ class HandlerRegistry:
         return removed
 
     def get(self, name: str) -> Optional[Callable[..., Any]]:
-        entry = self._handlers.get(name)
+        entry = self._entries.get(name)
         return None if entry is None else entry.fn
 
     def _entry(self, name: str) -> Optional[_Handler]:
-        return self._handlers.get(name)
+        return self._entries.get(name)
 
     def names(self) -> list[str]:
         """Sorted names of the registered handlers (what ``ready`` announces)."""
         with self._lock:
-            return sorted(self._handlers)
+            return sorted(self._entries)
 
     def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener()`` after every change; returns an unsubscribe function."""
         return self._listeners.add(listener)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._handlers
+        return name in self._entries
 
     def __len__(self) -> int:
-        return len(self._handlers)
+        return len(self._entries)
 
     def __repr__(self) -> str:
         return f"<HandlerRegistry {self.names()!r}>"
@@ -458,7 +458,7 @@ class Peer:
     handlers off the channel's delivery thread. ``session_started=True`` says
     this side must announce handler-list changes from the start; otherwise it
     does once it has called ``announce()`` or answered a ``hello`` (a socket
-    server's connections leave this to the server's ``set_handlers``).
+    server's connections leave this to the server's ``set_handler_names``).
 
     Usage::
 
@@ -497,7 +497,7 @@ class Peer:
         self._ready_handlers: _Subscribers[Callable[[dict[str, Any]], None]] = _Subscribers()
         self._delivering = threading.local()  # .active: a handler runs inside delivery
         self._adopt_handshake(channel)
-        self._unsubscribe_registry = self.registry.subscribe(self._handlers_changed)
+        self._unsubscribe_registry = self.registry.subscribe(self._registry_changed)
         self._unsubscribe_channel = channel.on_message(self._on_message)
         channel.shutdown_state.on_shutdown(self._on_channel_shutdown)
 
@@ -528,7 +528,7 @@ class Peer:
         self._session_started = True
         self.channel.send(ready_message(self.name, self.registry.names()))
 
-    def _handlers_changed(self) -> None:
+    def _registry_changed(self) -> None:
         if self._session_started and self._closed is None and not self.channel.is_shutdown():
             try:
                 self.announce()

@@ -64,7 +64,7 @@ class RpcServer:
         self._subscriptions: list[tuple[str, EventHandler]] = []
         self._peer_handlers: list[PeerHandler] = []
         self._closed = False
-        server.set_handlers(self.registry.names())
+        server.set_handler_names(self.registry.names())
         self._unsubscribe = self.registry.subscribe(self._registry_changed)
         server.on_connection(self._connected)
         for conn in server.connections:  # clients that arrived before this object
@@ -85,7 +85,7 @@ class RpcServer:
     def _registry_changed(self) -> None:
         # The server re-announces to every client; the peers stay quiet (they were
         # created without session_started), so each client hears one ``ready``.
-        self.server.set_handlers(self.registry.names())
+        self.server.set_handler_names(self.registry.names())
 
     # -- clients -----------------------------------------------------------
 

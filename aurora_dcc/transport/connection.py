@@ -8,7 +8,7 @@ limit.
 
 Usage (a server connection's read loop)::
 
-    session = StreamSession(server=True, token=token, handlers=lambda: ["scene.info"])
+    session = StreamSession(server=True, token=token, list_handler_names=lambda: ["scene.info"])
     while True:
         messages = session.feed(sock.recv(65536))
         sock.sendall(session.take_output())     # replies the protocol owes
@@ -52,7 +52,7 @@ class StreamSession:
     """Protocol state of one connection; see the module docstring.
 
     ``server`` chooses the side. ``token`` is the server's required token, or
-    the token a client offers. ``handlers`` returns the handler names a
+    the token a client offers. ``list_handler_names`` returns the handler names a
     server announces in ``ready``. ``metrics`` (optional) is told about every
     received frame and bad frame.
     """
@@ -64,14 +64,14 @@ class StreamSession:
         token: Optional[str] = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         peer_name: Optional[str] = None,
-        handlers: Optional[Callable[[], list[str]]] = None,
+        list_handler_names: Optional[Callable[[], list[str]]] = None,
         metrics: Optional[IpcChannelMetrics] = None,
     ) -> None:
         self.server = server
         self.token = token
         self.max_frame = max_frame
         self.peer_name = peer_name
-        self._handlers = handlers
+        self._list_handler_names = list_handler_names
         self.metrics = metrics if metrics is not None else IpcChannelMetrics()
         self._decoder = FrameDecoder(max_frame)
         self.output: list[bytes] = []
@@ -91,9 +91,9 @@ class StreamSession:
         """Client: queue the ``hello`` that opens the session."""
         self.output.append(encode_frame(hello_message(self.token, self.peer_name)))
 
-    def announce(self, handlers: list[str]) -> None:
-        """Queue a ``ready`` listing ``handlers`` (handler list changed)."""
-        self.output.append(encode_frame(ready_message(self.peer_name, handlers)))
+    def announce(self, handler_names: list[str]) -> None:
+        """Queue a ``ready`` listing ``handler_names`` (handler list changed)."""
+        self.output.append(encode_frame(ready_message(self.peer_name, handler_names)))
 
     def encode(self, msg: IpcMessage) -> bytes:
         """``msg`` as a frame; raises ``MessageTooLarge`` over ``max_frame``."""
@@ -193,7 +193,7 @@ class StreamSession:
         self.must_close = True
 
     def _handler_names(self) -> list[str]:
-        return self._handlers() if self._handlers is not None else []
+        return self._list_handler_names() if self._list_handler_names is not None else []
 
     def refusal_exception(self) -> IpcChannelError:
         """The exception a client's ``connect()`` raises for ``refusal``."""

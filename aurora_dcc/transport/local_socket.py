@@ -265,7 +265,7 @@ class LocalSocketChannel(IpcChannel):
         token: Optional[str] = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         peer_name: Optional[str] = None,
-        handlers: Optional[Callable[[], list[str]]] = None,
+        list_handler_names: Optional[Callable[[], list[str]]] = None,
         capacity: int = 10_000,
         send_timeout: Optional[float] = 60.0,
         shutdown_state: Optional[ShutdownState] = None,
@@ -280,7 +280,7 @@ class LocalSocketChannel(IpcChannel):
             token=token,
             max_frame=max_frame,
             peer_name=peer_name,
-            handlers=handlers,
+            list_handler_names=list_handler_names,
             metrics=self.metrics,
         )
         self._inbox = _Inbox(capacity, self.metrics)
@@ -430,9 +430,9 @@ class LocalSocketChannel(IpcChannel):
         frames = [encode_frame(msg, max_frame) for msg in messages]  # raises before any write
         self._write(b"".join(frames), len(messages))
 
-    def announce(self, handlers: list[str]) -> None:
-        """Send a ``ready`` listing ``handlers`` (this side's handler list changed)."""
-        self.send(ready_message(self._session.peer_name, handlers))
+    def announce(self, handler_names: list[str]) -> None:
+        """Send a ``ready`` listing ``handler_names`` (this side's handler list changed)."""
+        self.send(ready_message(self._session.peer_name, handler_names))
 
     def batch(self) -> contextlib.AbstractContextManager[None]:
         """Hold this thread's sends and write them together (see ``IpcChannel.batch``)."""
@@ -577,8 +577,8 @@ class LocalSocketChannel(IpcChannel):
         with inbox.lock:
             # The inbox was empty when this thread took the turn, and only the turn's
             # holder queues. A handler registered meanwhile takes what is queued
-            # under this lock (_handlers_changed), so it cannot miss these.
-            if end is None and not self._closing and not (messages and self._handlers):
+            # under this lock (_message_handlers_changed), so it cannot miss these.
+            if end is None and not self._closing and not (messages and self._message_handlers):
                 inbox.reading = False
                 inbox.wake()
                 if not messages:
@@ -592,8 +592,8 @@ class LocalSocketChannel(IpcChannel):
     def _queue_length(self) -> int:
         return len(self._inbox)
 
-    def _handlers_changed(self) -> None:
-        if not self._handlers:
+    def _message_handlers_changed(self) -> None:
+        if not self._message_handlers:
             return
         # Hand over what arrived before this handler, before the reader delivers more.
         with self._delivering:
@@ -624,7 +624,7 @@ class LocalSocketChannel(IpcChannel):
                 while inbox.reading and not inbox.closed:  # a caller is reading
                     inbox.wait(None)
                 # Under the lock: a handler may be registering right now.
-                stop = inbox.closed or (self._reads_on_demand and not self._handlers)
+                stop = inbox.closed or (self._reads_on_demand and not self._message_handlers)
                 if stop:
                     self._reader_running = False  # receive() callers read for themselves now
                     inbox.wake()
@@ -670,7 +670,7 @@ class LocalSocketChannel(IpcChannel):
                     inbox.wait(wait)  # until the reader or another caller gives the turn back
                 if event.is_set() or inbox.closed:
                     return event.is_set()
-                if not self._handlers:  # reading would only fill the inbox
+                if not self._message_handlers:  # reading would only fill the inbox
                     break
                 if inbox.reading:
                     continue
@@ -718,16 +718,16 @@ class LocalSocketChannel(IpcChannel):
         if not by_reader:
             # A receive() caller took the turn with the inbox empty: no room to wait
             # for. And the lock alone keeps a handler being registered from missing
-            # these: _handlers_changed takes the queued messages under it.
+            # these: _message_handlers_changed takes the queued messages under it.
             with inbox.lock:
-                if not self._handlers:
+                if not self._message_handlers:
                     inbox.put_all(messages)
                     return
         # Under _delivering, so a handler being registered (which takes the messages
         # already queued) and this delivery cannot cross: nothing is left behind.
         with self._delivering:
             messages = self._deliver(messages)
-            while messages and by_reader and not inbox.wait_for_room(self._has_handlers):
+            while messages and by_reader and not inbox.wait_for_room(self._has_message_handlers):
                 messages = self._deliver(messages)
             if messages:
                 with inbox.lock:
@@ -798,10 +798,10 @@ class LocalSocketChannel(IpcChannel):
 
     def _deliver(self, messages: list[IpcMessage]) -> list[IpcMessage]:
         """To the handlers, in order (under ``_delivering``); returns what no handler took."""
-        if self._handlers and self._inbox.messages:
+        if self._message_handlers and self._inbox.messages:
             messages = self._inbox.take_all() + messages
         for index, msg in enumerate(messages):
-            handlers = self._handlers  # looked up per message: handlers may change
+            handlers = self._message_handlers  # looked up per message: handlers may change
             if not handlers:
                 return messages[index:]
             if len(handlers) != 1:
@@ -813,8 +813,8 @@ class LocalSocketChannel(IpcChannel):
                 self._handler_failed(handlers[0])
         return []
 
-    def _has_handlers(self) -> bool:
-        return bool(self._handlers)
+    def _has_message_handlers(self) -> bool:
+        return bool(self._message_handlers)
 
     def _end(self, reason: str) -> None:
         """Close the socket, tell the server and the state, wake waiters (once).
@@ -881,7 +881,7 @@ class LocalSocketChannelServer(IpcServer):
     """A pure-Python server on a local socket; every client is a ``LocalSocketChannel``.
 
     ``token``: required from every client (``None``: any client, with or
-    without ``hello``). ``handlers``: names announced in ``ready``.
+    without ``hello``). ``handler_names``: names announced in ``ready``.
     ``handshake_timeout``: a client that has not opened its session by then is
     dropped. Raises ``AddressInUse`` when a live server already serves ``name``;
     a socket file left by a crashed server is replaced.
@@ -900,7 +900,7 @@ class LocalSocketChannelServer(IpcServer):
         token: Optional[str] = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         *,
-        handlers: Optional[list[str]] = None,
+        handler_names: Optional[list[str]] = None,
         peer_name: Optional[str] = None,
         handshake_timeout: Optional[float] = 10.0,
         capacity: int = 10_000,
@@ -910,7 +910,7 @@ class LocalSocketChannelServer(IpcServer):
         self._name = name
         self._token = token
         self._max_frame = max_frame
-        self._handler_names = list(handlers or [])
+        self._handler_names = list(handler_names or [])
         self._peer_name = peer_name
         self._handshake_timeout = handshake_timeout
         self._channel_options: dict[str, Any] = {
@@ -980,14 +980,14 @@ class LocalSocketChannelServer(IpcServer):
             token=self._token,
             max_frame=self._max_frame,
             peer_name=self._peer_name,
-            handlers=self._current_handlers,
+            list_handler_names=self._current_handler_names,
             on_listed=self._listed,
             on_established=self._opened,
             on_closed=self._forget,
             **self._channel_options,
         )
 
-    def _current_handlers(self) -> list[str]:
+    def _current_handler_names(self) -> list[str]:
         return list(self._handler_names)
 
     def _listed(self, conn: LocalSocketChannel) -> None:
@@ -1055,7 +1055,7 @@ class LocalSocketChannelServer(IpcServer):
                 continue
             self.metrics.record_sent(len(frame))
 
-    def set_handlers(self, names: list[str]) -> None:
+    def set_handler_names(self, names: list[str]) -> None:
         self._handler_names = list(names)
         for conn in self._connections():
             try:

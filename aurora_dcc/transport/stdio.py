@@ -14,7 +14,7 @@ file descriptor 0 reads ``/dev/null``, so nothing else can eat the host's frames
 Usage::
 
     # host side: the child was started with stdin=PIPE, stdout=PIPE
-    channel = StdioChannel.serve_process(proc, "backend", handlers=registry.names)
+    channel = StdioChannel.serve_process(proc, "backend", list_handler_names=registry.names)
 
     # backend side (in the child)
     channel = StdioChannel.connect_stdio(timeout=10.0)
@@ -133,7 +133,7 @@ class StdioChannel(LocalSocketChannel):
         proc: subprocess.Popen[bytes],
         name: str,
         *,
-        handlers: Optional[Callable[[], list[str]]] = None,
+        list_handler_names: Optional[Callable[[], list[str]]] = None,
         peer_name: Optional[str] = None,
         **options: Any,
     ) -> StdioChannel:
@@ -148,7 +148,14 @@ class StdioChannel(LocalSocketChannel):
         stream = PipeStream(os.dup(proc.stdout.fileno()), os.dup(proc.stdin.fileno()))
         proc.stdout.close()
         proc.stdin.close()
-        channel = cls(stream, name, server=True, handlers=handlers, peer_name=peer_name, **options)
+        channel = cls(
+            stream,
+            name,
+            server=True,
+            list_handler_names=list_handler_names,
+            peer_name=peer_name,
+            **options,
+        )
         channel._start_reader()
         return channel
 
