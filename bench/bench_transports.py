@@ -176,7 +176,7 @@ def open_raw_polling(name: str) -> Endpoint:
 
 def polling_recv(sock: socket.socket) -> Callable[[int], bytes]:
     """``sock.recv`` that first polls for ``READ_SPIN`` seconds, like our client's read."""
-    from aurora_dcc.transport.local_socket import READ_SPIN
+    from aurora_dcc.transport.socket_channel import READ_SPIN
 
     recv, dont_wait, perf = sock.recv, socket.MSG_DONTWAIT, time.perf_counter
 

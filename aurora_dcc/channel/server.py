@@ -1,8 +1,9 @@
 """``IpcServer``: the interface of a server that accepts many channel connections.
 
 Both socket servers (``LocalSocketChannelServer``, pure Python, and
-``QtLocalSocketServer``, on Qt's event loop) implement it, so code above them
-(RPC, packed mode, the hosts) does not care which one runs.
+``QtLocalSocketServer``, on Qt's event loop) implement it, through
+``aurora_dcc.transport.stream.StreamServer`` (what they share), so code above
+them (RPC, packed mode, the hosts) does not care which one runs.
 
 Usage::
 

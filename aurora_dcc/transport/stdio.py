@@ -4,7 +4,8 @@
 writes frames to the child's stdin and reads frames from its stdout. The
 frames, the ``hello``/``ready`` session and every protocol rule are the same
 as on a local socket, because this is a :class:`LocalSocketChannel` whose
-stream is a pair of pipes instead of a socket (:class:`PipeStream`).
+stream is a pair of pipes instead of a socket (:class:`StdioPipes`), and it
+uses only the hooks :class:`~aurora_dcc.transport.stream.StreamChannel` documents.
 
 Because stdout *is* the channel in this mode, :meth:`StdioChannel.connect_stdio`
 moves the process's own stdout out of the way first: file descriptor 1 (and so
@@ -31,14 +32,13 @@ import sys
 import threading
 from typing import Any, Callable, Optional
 
-from ..errors import ChannelTimeout, Disconnected
 from .local_socket import LocalSocketChannel
 
-__all__ = ["PipeStream", "StdioChannel"]
+__all__ = ["StdioChannel", "StdioPipes"]
 
 
-class PipeStream:
-    """A :class:`~aurora_dcc.transport.local_socket.Stream` over two pipe descriptors it owns.
+class StdioPipes:
+    """A :class:`~aurora_dcc.transport.socket_io.Stream` over two pipe descriptors it owns.
 
     ``recv`` reads ``read_fd``; ``sendall`` writes ``write_fd``. ``shutdown``
     closes the writing end unless a write is in progress (the other side sees
@@ -48,7 +48,7 @@ class PipeStream:
 
     Usage::
 
-        stream = PipeStream(os.dup(proc.stdout.fileno()), os.dup(proc.stdin.fileno()))
+        stream = StdioPipes(os.dup(proc.stdout.fileno()), os.dup(proc.stdin.fileno()))
         stream.sendall(b'{"type":"ping","id":"1"}\\n')
         stream.recv(65536)
     """
@@ -145,7 +145,7 @@ class StdioChannel(LocalSocketChannel):
         """
         if proc.stdin is None or proc.stdout is None:
             raise ValueError("the process must be started with stdin=PIPE and stdout=PIPE")
-        stream = PipeStream(os.dup(proc.stdout.fileno()), os.dup(proc.stdin.fileno()))
+        stream = StdioPipes(os.dup(proc.stdout.fileno()), os.dup(proc.stdin.fileno()))
         proc.stdout.close()
         proc.stdin.close()
         channel = cls(
@@ -156,7 +156,7 @@ class StdioChannel(LocalSocketChannel):
             peer_name=peer_name,
             **options,
         )
-        channel._start_reader()
+        channel.start_reader()
         return channel
 
     @classmethod
@@ -169,20 +169,8 @@ class StdioChannel(LocalSocketChannel):
         ``ready``; raises ``ChannelTimeout`` or ``Disconnected`` like
         ``LocalSocketChannel.connect``.
         """
-        channel = cls(PipeStream(read_fd, write_fd), name, server=False, **options)
-        session = channel._session
-        session.start()
-        try:
-            channel._write_output()
-            if not channel._wait_settled(timeout):
-                raise ChannelTimeout(f"no ready from the host of {name!r} within {timeout}s")
-            if session.refusal is not None:
-                raise session.refusal_exception()
-            if not session.established:
-                raise Disconnected(f"the host of {name!r} closed the pipes during hello")
-        except BaseException:
-            channel.close()
-            raise
+        channel = cls(StdioPipes(read_fd, write_fd), name, server=False, **options)
+        channel._handshake(timeout, f"the host of {name!r}")
         return channel
 
     @classmethod

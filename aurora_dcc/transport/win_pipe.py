@@ -1,6 +1,6 @@
 """Windows named pipes behind the socket calls ``local_socket`` uses.
 
-``PipeStream`` has the ``recv``/``sendall``/``shutdown``/``close`` of a
+``NamedPipeStream`` has the ``recv``/``sendall``/``shutdown``/``close`` of a
 connected socket; ``PipeListener.accept()`` returns one per client;
 ``connect(address, timeout)`` opens the client end. Overlapped I/O through
 the standard library's ``_winapi`` (as ``multiprocessing.connection`` does),
@@ -24,7 +24,7 @@ from typing import Any, Optional
 from ..errors import ChannelTimeout, Disconnected
 from .address import AddressInUse
 
-__all__ = ["PipeListener", "PipeStream", "connect"]
+__all__ = ["NamedPipeStream", "PipeListener", "connect"]
 
 BUFFER_SIZE = 256 * 1024
 """In and out buffer sizes the pipe is created with."""
@@ -43,11 +43,17 @@ def _winapi() -> Any:
     return importlib.import_module("_winapi")
 
 
-class PipeStream:
+class NamedPipeStream:
     """One connected pipe end with the socket calls a channel uses.
 
     ``recv`` returns ``b""`` at end of stream (the peer closed), like a socket;
     ``shutdown`` makes a blocked ``recv`` return ``b""`` within ``_POLL_MS``.
+
+    Usage::
+
+        stream = connect(r"\\\\.\\pipe\\auroraview_4711", timeout=5.0)
+        stream.sendall(b'{"type":"ping","id":"1"}\\n')
+        stream.recv(65536)
     """
 
     def __init__(self, handle: int) -> None:
@@ -142,7 +148,7 @@ class PipeListener:
             raise
         return handle
 
-    def accept(self) -> Optional[PipeStream]:
+    def accept(self) -> Optional[NamedPipeStream]:
         """The next connected client, or ``None`` once ``close()`` was called."""
         w = _winapi()
         while not self._closed:
@@ -161,7 +167,7 @@ class PipeListener:
             if err not in (0, w.ERROR_PIPE_CONNECTED):
                 continue  # the client gave up before it was accepted; wait again
             self._handle = self._new_instance()
-            return PipeStream(handle)
+            return NamedPipeStream(handle)
         return None
 
     def close(self) -> None:
@@ -174,7 +180,7 @@ class PipeListener:
             _winapi().CloseHandle(handle)
 
 
-def connect(address: str, timeout: float) -> PipeStream:
+def connect(address: str, timeout: float) -> NamedPipeStream:
     """Open the client end of pipe ``address``; ``Disconnected`` if nobody serves it."""
     w = _winapi()
     deadline = time.monotonic() + timeout
@@ -189,7 +195,7 @@ def connect(address: str, timeout: float) -> PipeStream:
                 w.FILE_FLAG_OVERLAPPED,
                 w.NULL,
             )
-            return PipeStream(handle)
+            return NamedPipeStream(handle)
         except OSError as exc:
             code = getattr(exc, "winerror", None)
             if code == _ERROR_FILE_NOT_FOUND:

@@ -1,0 +1,136 @@
+"""``LocalSocketChannelServer``: the pure-Python local-socket server.
+
+An acceptor thread takes each client from the :class:`~aurora_dcc.transport.listener.Listener`
+and makes it a :class:`~aurora_dcc.transport.socket_channel.LocalSocketChannel`
+with a reader thread of its own; the bookkeeping, ``accept``, broadcasts and
+announcements come from :class:`~aurora_dcc.transport.stream.StreamServer`.
+
+Usage::
+
+    with LocalSocketChannelServer("auroraview_4711", token="s3cret") as server:
+        server.on_connection(lambda conn: conn.on_message(print))
+        server.emit("scene.saved", {"path": "shot.ma"})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Optional
+
+from ..protocol.framing import DEFAULT_MAX_FRAME
+from .listener import Listener
+from .socket_channel import LocalSocketChannel
+from .socket_io import Stream
+from .stream import StreamServer
+
+__all__ = ["LocalSocketChannelServer"]
+
+log = logging.getLogger(__name__)
+
+
+class LocalSocketChannelServer(StreamServer):
+    """A pure-Python server on a local socket; every client is a ``LocalSocketChannel``.
+
+    ``token``: required from every client (``None``: any client, with or
+    without ``hello``). ``handler_names``: names announced in ``ready``.
+    ``handshake_timeout``: a client that has not opened its session by then is
+    dropped. Raises ``AddressInUse`` when a live server already serves ``name``;
+    a socket file left by a crashed server is replaced.
+
+    Usage::
+
+        server = LocalSocketChannelServer("auroraview_4711", token=token)
+        server.on_connection(lambda conn: conn.on_message(handle))
+        server.emit("scene.saved", {"path": "shot.ma"})
+        server.close()
+    """
+
+    def __init__(
+        self,
+        name: str,
+        token: Optional[str] = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        *,
+        handler_names: Optional[list[str]] = None,
+        peer_name: Optional[str] = None,
+        handshake_timeout: Optional[float] = 10.0,
+        capacity: int = 10_000,
+        send_timeout: Optional[float] = 60.0,
+        backlog: int = 64,
+    ) -> None:
+        super().__init__(
+            name,
+            token,
+            max_frame,
+            handler_names=handler_names,
+            peer_name=peer_name,
+            handshake_timeout=handshake_timeout,
+            capacity=capacity,
+        )
+        self._send_timeout = send_timeout
+        self._listener = Listener(name, backlog)
+        self._acceptor = threading.Thread(
+            target=self._accept_loop, name=f"aurora-accept-{name}", daemon=True
+        )
+        self._acceptor.start()
+
+    @property
+    def address(self) -> str:
+        return self._listener.address
+
+    def _accept_loop(self) -> None:
+        while True:
+            stream = self._listener.accept()
+            if stream is None:
+                return
+            try:
+                conn = self._open_connection(stream)
+            except Exception:  # keep serving the others
+                log.exception("server %r: could not set up a connection", self._name)
+                with contextlib.suppress(OSError):
+                    stream.close()
+                continue
+            if not self._track(conn):
+                conn.close()
+                return
+            conn.start_reader()
+
+    def _open_connection(self, stream: Stream) -> LocalSocketChannel:
+        if isinstance(stream, socket.socket) and self._handshake_timeout is not None:
+            stream.settimeout(self._handshake_timeout)
+        return LocalSocketChannel(
+            stream,
+            f"{self._name}#{next(self._counter)}",
+            server=True,
+            token=self._token,
+            max_frame=self._max_frame,
+            peer_name=self._peer_name,
+            list_handler_names=self._current_handler_names,
+            capacity=self._capacity,
+            send_timeout=self._send_timeout,
+            # The ready goes out only once the connection is listed: a client whose
+            # connect() returned gets every later broadcast (see _session_ready_to_write).
+            on_listed=self._list,
+            # On the connection's reader thread, before its first message is
+            # delivered: a connection handler can register on_message and miss nothing.
+            on_established=self._connection_opened,
+            on_closed=self._connection_closed,
+        )
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold this thread's emits; write them at the block's end (``IpcServer.batch``)."""
+        with contextlib.ExitStack() as stack:
+            for conn in self._connections():
+                if isinstance(conn, LocalSocketChannel):
+                    stack.enter_context(conn.batch(skip_if_gone=True))
+            yield
+
+    def _stop_listening(self) -> None:
+        self._listener.wake()
+        self._acceptor.join(2.0)
+        self._listener.close()
