@@ -11,8 +11,9 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from typing import Any, Callable
+
+from support import unique_channel_name
 
 from aurora_dcc.protocol.message import IpcMessage, IpcMessageType
 from aurora_dcc.qt.local_socket import QtLocalSocketServer
@@ -21,7 +22,8 @@ CHILDREN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "children")
 
 
 def unique_name() -> str:
-    return f"aqt_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    """A channel name no other test uses (``support.unique_channel_name``)."""
+    return unique_channel_name("aqt")
 
 
 def serve_echo(server: QtLocalSocketServer) -> None:

@@ -6,18 +6,14 @@ the bound callback; Qt delivers the call on that thread. ``DccIpcChannel``
 uses one per channel, and asks for a wake with the first message sent after a
 drain found its queue empty.
 
-Why these mechanisms (measured with bench/bench_main_thread.py, PySide6 6.11):
+Why these mechanisms (the figures are in docs/performance.md):
 
 * ``wake()`` (any thread) emits a queued signal rather than posting a
   ``QEvent``: emitting from another thread is thread-safe and builds the queued
-  call in C++, where ``postEvent`` needs a Python-made ``QEvent`` (about 1 us)
-  and a Python ``event()``/``customEvent()`` override on the way in. Measured
-  round trips (worker -> main thread -> worker, p50): queued signal to a slot
-  about 5 % below ``postEvent`` to a ``customEvent`` override, and about 25 %
-  below ``postEvent`` to an ``event()`` override that checks ``event.type()``.
-* The signal is connected to a plain function, not to a slot method: that
-  took 2-3 us off a ``call_in_main_thread`` round trip (PySide looks a slot
-  method up on each call). A queued call to a function runs on the thread
+  call in C++, where ``postEvent`` needs a Python-made ``QEvent`` and a Python
+  ``event()``/``customEvent()`` override on the way in.
+* The signal is connected to a plain function, not to a slot method, which
+  PySide looks up on each call. A queued call to a function runs on the thread
   of the hidden receiver the binding makes for it: PySide6 gives it the
   sender's thread, and a binding that gives it the thread of ``connect()``
   (PySide2's behaviour is not tested here) gets the same one, because the
@@ -26,9 +22,8 @@ Why these mechanisms (measured with bench/bench_main_thread.py, PySide6 6.11):
 * ``resume()`` (main thread, after a drain ran out of its time budget) starts
   a zero-interval single-shot ``QTimer`` instead of posting another event:
   with the glib event dispatcher (Qt's default on Linux) a stream of posted
-  events runs ahead of timers, and during a 100,000-message flood a 5 ms
-  ``QTimer`` then fired only about 20 times a second (gaps of ~65 ms); resumed
-  through a timer it kept gaps under ~20 ms, because due timers take turns.
+  events runs ahead of timers and starves the application's own timers during
+  a flood; due timers take turns, so resuming through one keeps them running.
 
 Usage::
 
