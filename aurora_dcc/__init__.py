@@ -7,88 +7,84 @@ Usage::
     a.emit("hello", {"from": "a"})
     b.receive(timeout=1.0).data        # {'from': 'a'}
 
-Importing the package imports no Qt: the Qt side (``qt_local_socket``,
-``qt_waker``, ``hosts.qt_host``) is imported where it is used, through qtpy,
-so a backend or a tool without Qt installed uses everything else.
+The names below are the public API: stable within a major version (a change
+to one is a breaking change, noted in the changelog). Everything else is
+importable from its subpackage (``aurora_dcc.channel``, ``.rpc``,
+``.process``, ``.errors``, ...) and may change between minor versions.
+
+Messages
+    ``IpcMessage``, ``IpcMessageType``: the protocol's messages.
+    ``PROTOCOL_VERSION``: the wire protocol this package speaks (docs/PROTOCOL.md).
+Channels
+    ``IpcChannel``: the interface of every channel (send, receive, ``on_message``).
+    ``ThreadChannel``: an in-process pair of channels.
+    ``LocalSocketChannel``, ``LocalSocketChannelServer``: a client and a
+    server over a Unix socket / Windows named pipe, in pure Python.
+    ``create_for_context()``: the right channel for where the code runs.
+    ``call_in_main_thread(fn, *args)``: run ``fn`` on the Qt main thread.
+RPC
+    ``Peer``: requests, responses and events over any channel.
+    ``HandlerRegistry``: request handlers by name (shared by peers and servers).
+    ``RpcServer``: one registry served to every client of a server.
+    ``PluginRouter``: plugins' methods served as ``plugin:method``.
+    ``IpcCallError``: what a failed request raises (``code``, ``message``, ``data``).
+Processes
+    ``spawn_backend()`` / ``connect_backend()``: a host and its packed Python
+    backend (each side). ``plugin_context()``: a subprocess plugin's side.
+Errors
+    ``ErrorCode``: the protocol's error codes. ``IpcChannelError``: base of
+    every exception a channel raises; ``ChannelTimeout`` (also a
+    ``TimeoutError``), ``Disconnected`` (also a ``ConnectionError``) and
+    ``ShuttingDown`` are the ones a caller usually tells apart.
+
+Importing the package imports no Qt: the Qt side (``aurora_dcc.qt``,
+``aurora_dcc.hosts``) is imported where it is used, through qtpy, so a
+backend or a tool without Qt installed uses everything else.
 """
 
 from __future__ import annotations
 
-from .channel.base import IpcChannel, MessageHandler
-from .channel.metrics import IpcChannelMetrics, MetricsSnapshot
-from .channel.server import IpcServer
-from .channel.shutdown import OperationGuard, ShutdownState
+from .channel.base import IpcChannel
 from .channel.thread import ThreadChannel
-from .errors import (
-    ChannelTimeout,
-    Disconnected,
-    ErrorCode,
-    IpcChannelError,
-    IpcError,
-    MessageTooLarge,
-    ReceiveFailed,
-    SendFailed,
-    SerializationError,
-    ShuttingDown,
-    Unauthorized,
-    UnsupportedProtocol,
-)
-from .main_thread.channel import DccIpcChannel, call_in_main_thread
-from .process.backend import BackendError, BackendHandle, connect_backend, spawn_backend
-from .process.factory import IpcChannelFactory, IpcMode, create_for_context
-from .process.plugin import ProcessPlugin, plugin_context
+from .errors import ChannelTimeout, Disconnected, ErrorCode, IpcChannelError, ShuttingDown
+from .main_thread.channel import call_in_main_thread
+from .process.backend import spawn_backend
+from .process.backend_peer import connect_backend
+from .process.factory import create_for_context
+from .process.plugin import plugin_context
 from .protocol.handshake import PROTOCOL_VERSION
-from .protocol.message import IpcMessage, IpcMessageType, new_message_id
-from .rpc.peer import HandlerRegistry, IpcCallError, Peer
+from .protocol.message import IpcMessage, IpcMessageType
+from .rpc.call_error import IpcCallError
+from .rpc.peer import Peer
+from .rpc.registry import HandlerRegistry
 from .rpc.router import PluginRouter
 from .rpc.server import RpcServer
-from .transport.local_socket import LocalSocketChannel, LocalSocketChannelServer, RetryPolicy
+from .transport.local_socket import LocalSocketChannel, LocalSocketChannelServer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "PROTOCOL_VERSION",
-    "BackendError",
-    "BackendHandle",
     "ChannelTimeout",
-    "DccIpcChannel",
     "Disconnected",
     "ErrorCode",
     "HandlerRegistry",
     "IpcCallError",
     "IpcChannel",
     "IpcChannelError",
-    "IpcChannelFactory",
-    "IpcChannelMetrics",
-    "IpcError",
     "IpcMessage",
     "IpcMessageType",
-    "IpcMode",
-    "IpcServer",
     "LocalSocketChannel",
     "LocalSocketChannelServer",
-    "MessageHandler",
-    "MessageTooLarge",
-    "MetricsSnapshot",
-    "OperationGuard",
     "Peer",
     "PluginRouter",
-    "ProcessPlugin",
-    "ReceiveFailed",
-    "RetryPolicy",
     "RpcServer",
-    "SendFailed",
-    "SerializationError",
-    "ShutdownState",
     "ShuttingDown",
     "ThreadChannel",
-    "Unauthorized",
-    "UnsupportedProtocol",
     "__version__",
     "call_in_main_thread",
     "connect_backend",
     "create_for_context",
-    "new_message_id",
     "plugin_context",
     "spawn_backend",
 ]

@@ -92,8 +92,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         elif args.command == "ping":
             _print(round(peer.ping() * 1000.0, 3))
         elif args.command == "handlers":
-            handlers = channel.peer_info.get("handlers")
-            _print(sorted(handlers) if isinstance(handlers, list) else [])
+            names = channel.peer_info.get("handlers")  # the ready's field on the wire
+            _print(sorted(names) if isinstance(names, list) else [])
         else:
             _listen(peer, args.pattern, args.count)
     except IpcChannelError as exc:

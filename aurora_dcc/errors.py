@@ -1,7 +1,7 @@
 """Protocol error codes, the :class:`IpcError` payload, and channel exceptions.
 
 ``IpcError`` is *data*: the ``error`` object of a message on the wire
-(PROTOCOL.md, "Error codes"). The ``IpcChannelError`` family are *Python
+(docs/PROTOCOL.md, "Error codes"). The ``IpcChannelError`` family are *Python
 exceptions* raised by channels; each carries the protocol code that describes
 it, so a server can turn any of them into an error response.
 
@@ -37,7 +37,13 @@ __all__ = [
 
 
 class ErrorCode(IntEnum):
-    """The error codes of PROTOCOL.md."""
+    """The error codes of docs/PROTOCOL.md.
+
+    Usage::
+
+        if exc.code == ErrorCode.TIMEOUT:        # an IpcCallError or IpcChannelError
+            retry()
+    """
 
     PARSE_ERROR = -32700
     INVALID_MESSAGE = -32600

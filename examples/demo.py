@@ -67,7 +67,7 @@ def main() -> int:
 
     # 2. A packed backend joins the host: the host calls it, it calls back.
     backend = host.spawn_backend([sys.executable, os.path.join(HERE, "backend.py")])
-    say(f"backend  pid {backend.pid} ready, offers {backend.handlers}")
+    say(f"backend  pid {backend.pid} ready, offers {backend.handler_names}")
     progress: list[tuple[int, bool]] = []
     backend.on("bake.progress", lambda _e, d: progress.append((d["step"], on_qt_main_thread())))
     result = backend.request("mesh.bake", {"pattern": "*", "steps": 5}, timeout=30)

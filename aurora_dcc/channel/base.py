@@ -49,6 +49,13 @@ class IpcChannel(ABC):
     of ``receive()``; which thread they run on is the transport's to say (the
     main thread for ``DccIpcChannel``). A handler that raises is logged and
     counted in ``metrics.errors``; the channel keeps going.
+
+    Usage::
+
+        unsubscribe = channel.on_message(lambda msg: print(msg.type, msg.data))
+        channel.emit("progress", {"done": 3})
+        unsubscribe()
+        channel.close()
     """
 
     def __init__(self, name: str, shutdown_state: Optional[ShutdownState] = None) -> None:

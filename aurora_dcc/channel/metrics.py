@@ -22,7 +22,13 @@ __all__ = ["IpcChannelMetrics", "MetricsSnapshot"]
 
 @dataclass(frozen=True)
 class MetricsSnapshot:
-    """A frozen copy of a channel's counters at one moment."""
+    """A frozen copy of a channel's counters at one moment.
+
+    Usage::
+
+        snap = channel.metrics.snapshot()
+        snap.messages_sent, snap.to_dict()["avg_latency_ms"]
+    """
 
     messages_sent: int
     messages_received: int
@@ -47,6 +53,11 @@ class IpcChannelMetrics:
     never encodes (``ThreadChannel``) leaves them at zero. Latency is measured
     where a transport knows when a message was sent (in-process queues, RPC
     round trips).
+
+    Usage::
+
+        channel.metrics.record_error()            # a transport counting a failure
+        channel.metrics.snapshot().errors         # 1
     """
 
     __slots__ = (

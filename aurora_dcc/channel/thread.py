@@ -14,8 +14,8 @@ A full queue makes ``send`` wait up to its timeout, then raise ``SendFailed``:
 nothing is ever dropped silently. ``shutdown()`` wakes blocked senders and
 receivers with ``ShuttingDown``; messages already queued can still be received.
 A send or receive that does not have to wait takes no lock (see
-``_BoundedQueue``): across two threads that is several times faster than a
-locked queue such as ``queue.Queue``.
+``_BoundedQueue``): across two threads that is much faster than a locked
+queue such as ``queue.Queue`` (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -53,20 +53,19 @@ class _BoundedQueue:
     ``deque.append`` and ``deque.popleft`` are atomic in CPython, so the fast
     paths need no lock. Under the GIL a lock on them costs far more than the
     lock itself: a thread switched out while holding it makes the other block
-    and hand the GIL back, and a put/take across two threads measured ~8x
-    slower that way. ``_lock`` and its conditions serve the rare paths only:
-    waiting for a message, for room or for the queue to empty, a closed queue,
-    a latency sample. A waiter registers under the lock before it looks at the
-    queue, and the fast paths look for waiters after they change it, so no
-    wake-up is lost.
+    and hand the GIL back (docs/performance.md has the measurement). ``_lock``
+    and its conditions serve the rare paths only: waiting for a message, for
+    room or for the queue to empty, a closed queue, a latency sample. A waiter
+    registers under the lock before it looks at the queue, and the fast paths
+    look for waiters after they change it, so no wake-up is lost.
 
     Capacity: a put that finds the queue full waits for room; senders racing
     for the last places may each put one more. ``on_nonempty`` (the receiver's
     wake-up) is called by the first put after ``wake_on_next_put()``.
 
     Metrics cost one counter per message and almost nothing else on the fast
-    paths (in CPython a counter is ~50 ns, a fifth of a put and take; a test
-    is a few ns):
+    paths (a counter is a sizeable part of a put and take; a comparison is
+    far cheaper):
 
     - Messages are numbered 1, 2, 3, ... as they are put; ``takes`` counts those
       taken, so the next taken is number ``takes + 1`` and ever put is
@@ -305,6 +304,12 @@ class ThreadChannel(IpcChannel):
 
     ``send_timeout`` is how long ``send`` waits for room in a full queue by
     default (``None``: until room or shutdown).
+
+    Usage::
+
+        loopback = ThreadChannel("jobs", capacity=100)
+        loopback.send(IpcMessage.request("scene.info"))
+        loopback.receive(timeout=1.0).method      # 'scene.info'
     """
 
     def __init__(
@@ -374,8 +379,11 @@ class ThreadChannel(IpcChannel):
         """Up to ``limit`` waiting messages, oldest first (maybe none). Never blocks."""
         return self._inbox.get_many(limit)
 
-    def _queue_length(self) -> int:
+    def queue_length(self) -> int:
+        """Messages waiting in this end's inbox."""
         return len(self._inbox)
+
+    _queue_length = queue_length  # the base class's hook (metrics)
 
     def _derive_counts(self, metrics: IpcChannelMetrics) -> None:
         # Only this end puts into its outbox (the other end's inbox, or its own

@@ -9,6 +9,12 @@
 - :mod:`.maya`, :mod:`.houdini`, :mod:`.nuke`, :mod:`.max3ds`: an adapter
   each, and ``start()`` for the DCC's startup files (the repository's
   ``hosts/`` folder holds those files and how to install them).
+- :mod:`aurora_dcc.hosts.blender`: ``BlenderHost``, the host for Blender, which
+  has no Qt: the pure-Python socket server, with handlers run on Blender's
+  main thread by a ``bpy.app.timers`` waker (:mod:`.blender_waker`, woken by
+  :mod:`.blender_wake`); :mod:`.blender_scene` is its scene adapter and
+  :mod:`.scene_handlers` the Qt-free part of :mod:`.scene` that it shares.
+  These import neither Qt nor, until a host starts, ``bpy``.
 - :mod:`aurora_dcc.hosts.standalone`: ``StandaloneHost``, the embedded
   default host: a Qt application of its own with an in-memory scene served
   through the same handlers, used by ``make demo`` and by tests, and a

@@ -30,11 +30,10 @@ from typing import Any, Callable, Optional, Union
 
 from ..main_thread.channel import DccIpcChannel
 from ..process.backend import BackendHandle, Command, backend_mode, spawn_backend
-from ..process.environment import ENV_CHANNEL, ENV_TOKEN
-from ..process.factory import IpcMode
+from ..process.environment import ENV_CHANNEL, ENV_TOKEN, IpcMode
 from ..qt.compat import app_instance
 from ..qt.local_socket import QtLocalSocketServer
-from ..rpc.peer import F, HandlerRegistry
+from ..rpc.registry import F, HandlerRegistry
 from ..rpc.server import RpcServer
 
 __all__ = ["QtHost", "current_host", "start_host", "stop_host"]
@@ -47,7 +46,14 @@ class QtHost:
 
     ``name`` defaults to ``auroraview_<pid>``. With a ``token``, clients must
     present it in ``hello``; it is exported with the name to child processes.
+    ``registry`` is the :class:`HandlerRegistry` to serve (a new one if None).
     Requires a ``QCoreApplication`` (or ``QApplication``) to exist.
+
+    Usage::
+
+        with QtHost("aurora_tools", token=token, peer_name="nuke-15") as host:
+            host.register("scene.info", lambda: {"nodes": len(nuke.allNodes())})
+            app.exec()
     """
 
     def __init__(
@@ -56,7 +62,7 @@ class QtHost:
         *,
         token: Optional[str] = None,
         peer_name: Optional[str] = None,
-        handlers: Optional[HandlerRegistry] = None,
+        registry: Optional[HandlerRegistry] = None,
         export_env: bool = True,
     ) -> None:
         app = app_instance()
@@ -66,7 +72,7 @@ class QtHost:
         self.token = token
         self.peer_name = peer_name or f"qt-host-{os.getpid()}"
         self.server = QtLocalSocketServer(self.name, token=token, peer_name=self.peer_name)
-        self.rpc = RpcServer(self.server, handlers, name=self.peer_name)
+        self.rpc = RpcServer(self.server, registry, name=self.peer_name)
         self.main = DccIpcChannel(f"{self.name}.main")
         self._backends: list[BackendHandle] = []
         self._close_callbacks: list[Callable[[], None]] = []
@@ -107,7 +113,7 @@ class QtHost:
         """
         mode = backend_mode(mode)
         if mode is IpcMode.LEGACY:
-            backend = spawn_backend(command, mode=mode, handlers=self.registry, **options)
+            backend = spawn_backend(command, mode=mode, registry=self.registry, **options)
         else:
             backend = spawn_backend(
                 command, mode=mode, server=self.rpc, token=self.token, **options

@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 from ..errors import ErrorCode
 from ..qt.compat import QtCore, app_instance, on_qt_main_thread
-from ..rpc.peer import IpcCallError
+from ..rpc.call_error import IpcCallError
 from .qt_host import QtHost
 from .scene import SceneAdapter, scene_info, serve_scene
 
@@ -77,7 +77,14 @@ class MemoryScene(SceneAdapter):
 
 
 class StandaloneHost(QtHost):
-    """A ``QtHost`` with its own application and an in-memory scene (``self.scene``)."""
+    """A ``QtHost`` with its own application and an in-memory scene (``self.scene``).
+
+    Usage::
+
+        host = StandaloneHost()                   # its own QCoreApplication if none exists
+        print(host.name)                          # the channel clients connect to
+        host.app.exec()                           # serve until the application quits
+    """
 
     def __init__(self, name: Optional[str] = None, **options: Any) -> None:
         self.app = app_instance() or QtCore.QCoreApplication(["aurora-standalone"])

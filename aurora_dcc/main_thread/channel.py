@@ -75,7 +75,7 @@ def _new_reply_lock() -> threading.Lock:
     return lock
 
 
-class _Call:
+class _MainThreadCall:
     """One ``call_in_main_thread`` request; the caller blocks on ``done`` (held until it ran)."""
 
     __slots__ = ("args", "cancelled", "done", "error", "fn", "result")
@@ -152,7 +152,7 @@ class DccIpcChannel(IpcChannel):
         self.shutdown_timeout = shutdown_timeout
         self._waker: Optional[Waker] = None
         self._ready: deque[IpcMessage] = deque()  # taken from the queue, not yet dispatched
-        self._calls: deque[_Call] = deque()
+        self._calls: deque[_MainThreadCall] = deque()
         self._main_waiting = 0  # wait_event calls in progress on the main thread
         self._arrived = threading.Event()  # set on wakes while _main_waiting
         self._finishing = False
@@ -213,7 +213,7 @@ class DccIpcChannel(IpcChannel):
         return None
 
     def _queue_length(self) -> int:
-        return len(self._ready) + self._queue._queue_length()
+        return len(self._ready) + self._queue.queue_length()
 
     def _message_handlers_changed(self) -> None:
         if self._message_handlers:
@@ -239,14 +239,12 @@ class DccIpcChannel(IpcChannel):
         if waker.on_main_thread():
             self._state.check()
             return fn(*args)
-        # The round trip's path: every bit of Python here or in _drain is time
-        # the other thread spends waiting for the GIL, so it is kept short, and
-        # the wake is the last thing before this thread blocks.
+        # Kept short, the wake last: the main thread waits for the GIL on every line here.
         wait = -1 if timeout is None else max(0.0, timeout)
-        call = _Call(fn, args)
+        call = _MainThreadCall(fn, args)
         calls = self._calls
         calls.append(call)
-        if self._state._shutting_down:  # _fail_calls may have run before the append
+        if self._state.shutting_down:  # _fail_calls may have run before the append
             try:
                 calls.remove(call)
             except ValueError:
@@ -302,7 +300,16 @@ class DccIpcChannel(IpcChannel):
             waker.wake()  # last: the main thread may need the GIL from here on
 
     def _drain(self) -> None:
-        """Main thread, on each wake: run calls, then dispatch until empty or out of budget."""
+        """Main thread, on each wake: run calls, then dispatch until empty or out of budget.
+
+        Messages are taken from the queue in batches into ``_ready`` and
+        dispatched from there one by one, so a drain nested in a handler (a
+        modal dialog, ``wait_event``) continues from the same place and order
+        holds; the budget is checked between messages. A wake for calls only,
+        or with nothing queued, returns at once: a worker released by a call
+        needs the GIL back. After a handler the way out is kept short for the
+        same reason (a thread may be waiting for that handler's reply).
+        """
         calls = self._calls
         while calls:
             try:
@@ -313,26 +320,18 @@ class DccIpcChannel(IpcChannel):
         handlers = self._message_handlers
         queue = self._queue
         if not handlers or not (
-            self._ready or queue._queue_length() or not queue.wake_on_next_send()
+            self._ready or queue.queue_length() or not queue.wake_on_next_send()
         ):
-            # No handler (adding one wakes us), or nothing queued (a wake for
-            # calls only, or already drained; the next send wakes us): return
-            # at once, so a worker released by a call above gets the GIL back.
-            if self._state._shutting_down:
+            # No handler, or nothing queued (the next send wakes us): hand the GIL back at once.
+            if self._state.shutting_down:
                 self._finish()
             return
         state = self._state
         try:
-            state._begin_operation()  # one per drain
+            state.begin_unguarded()  # one per drain
         except ShuttingDown:
             self._finish()
             return
-        # Messages are taken from the queue in batches into ``_ready``, and
-        # dispatched from there one by one: a drain nested
-        # in a handler (a modal dialog, wait_event) continues from the same
-        # place, so order holds, and the budget is checked between messages.
-        # After a handler, the way out is kept short: a thread waiting for that
-        # handler's reply needs the GIL back (a few us more cost a thread switch).
         ready = self._ready
         try:
             take = queue.try_receive_many
@@ -359,7 +358,7 @@ class DccIpcChannel(IpcChannel):
             else:
                 return  # the last handler left; messages wait for receive()
         finally:
-            state._end_operation()
+            state.end_operation()
         if self._waker is not None:
             self._waker.resume()  # out of budget: let the host paint, then continue
 

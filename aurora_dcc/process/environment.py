@@ -1,4 +1,4 @@
-"""The environment variables that carry a channel to a child process.
+"""The environment variables that carry a channel to a child process, and :class:`IpcMode`.
 
 A host that starts a packed backend or a subprocess plugin sets these; the
 child's ``create_for_context()``/``connect_backend()`` reads them.
@@ -11,7 +11,11 @@ Usage::
 
 from __future__ import annotations
 
-__all__ = ["ENV_CHANNEL", "ENV_MODE", "ENV_PACKED", "ENV_TOKEN"]
+import enum
+
+from ..errors import IpcChannelError
+
+__all__ = ["ENV_CHANNEL", "ENV_MODE", "ENV_PACKED", "ENV_TOKEN", "IpcMode"]
 
 ENV_CHANNEL = "AURORAVIEW_IPC_CHANNEL"
 """Name of the channel a child process should join."""
@@ -20,4 +24,31 @@ ENV_TOKEN = "AURORAVIEW_IPC_TOKEN"
 ENV_PACKED = "AURORAVIEW_PACKED"
 """``1`` in a packed-mode backend started by its host."""
 ENV_MODE = "AURORAVIEW_IPC_MODE"
-"""Forces a transport: ``thread``, ``local_socket``, ``shared_memory`` or ``legacy``."""
+"""Forces a transport: an :class:`IpcMode` value, ``thread``, ``local_socket`` or ``legacy``."""
+
+
+class IpcMode(str, enum.Enum):
+    """A transport, by the name ``AURORAVIEW_IPC_MODE`` uses.
+
+    ``THREAD``: in-process queue. ``LOCAL_SOCKET``: Unix socket / named pipe
+    (docs/PROTOCOL.md). ``LEGACY``: NDJSON over a child's stdin/stdout.
+
+    Usage::
+
+        IpcMode.parse("local-socket")          # IpcMode.LOCAL_SOCKET
+        IpcMode.LEGACY.value                   # 'legacy', as in AURORAVIEW_IPC_MODE
+    """
+
+    THREAD = "thread"
+    LOCAL_SOCKET = "local_socket"
+    LEGACY = "legacy"
+
+    @classmethod
+    def parse(cls, value: str) -> IpcMode:
+        """``value`` as a mode (any case, ``-`` or ``_``); ``IpcChannelError`` if unknown."""
+        key = value.strip().lower().replace("-", "_")
+        for mode in cls:
+            if mode.value == key:
+                return mode
+        known = ", ".join(mode.value for mode in cls)
+        raise IpcChannelError(f"unknown IPC mode {value!r} (in {ENV_MODE}?); known: {known}")

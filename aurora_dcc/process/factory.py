@@ -7,16 +7,15 @@ Usage::
     server = IpcChannelFactory.create_server(IpcMode.LOCAL_SOCKET, "auroraview_4711")
     mode = auto_detect()                    # IpcMode.LOCAL_SOCKET inside a packed backend
 
-The environment a host gives its child (see PROTOCOL.md and
+The environment a host gives its child (see docs/PROTOCOL.md and
 :mod:`aurora_dcc.process.backend`): ``AURORAVIEW_IPC_CHANNEL`` (channel name),
 ``AURORAVIEW_IPC_TOKEN`` (session token), ``AURORAVIEW_PACKED=1`` (this is a
 packed backend) and ``AURORAVIEW_IPC_MODE`` (forces a transport: ``thread``,
-``local_socket``, ``shared_memory`` or ``legacy``).
+``local_socket`` or ``legacy``).
 """
 
 from __future__ import annotations
 
-import enum
 import os
 import sys
 from collections.abc import Mapping
@@ -27,7 +26,7 @@ from ..channel.server import IpcServer
 from ..channel.thread import ThreadChannel
 from ..errors import IpcChannelError
 from ..transport.local_socket import LocalSocketChannel, LocalSocketChannelServer, RetryPolicy
-from .environment import ENV_CHANNEL, ENV_MODE, ENV_PACKED, ENV_TOKEN
+from .environment import ENV_CHANNEL, ENV_MODE, ENV_PACKED, ENV_TOKEN, IpcMode
 
 __all__ = [
     "IpcChannelFactory",
@@ -41,35 +40,6 @@ __all__ = [
 DEFAULT_NAME = "aurora"
 CONNECT_RETRY = RetryPolicy(attempts=8, initial_delay=0.05, max_delay=0.5)
 """A child may start before its host listens; this covers a couple of seconds."""
-
-
-class IpcMode(str, enum.Enum):
-    """A transport, by the name ``AURORAVIEW_IPC_MODE`` uses.
-
-    ``THREAD``: in-process queue. ``LOCAL_SOCKET``: Unix socket / named pipe
-    (PROTOCOL.md). ``SHARED_MEMORY``: large payloads over shared memory (not
-    built yet). ``LEGACY``: NDJSON over a child's stdin/stdout.
-
-    Usage::
-
-        IpcMode.parse("local-socket")          # IpcMode.LOCAL_SOCKET
-        IpcMode.LEGACY.value                   # 'legacy', as in AURORAVIEW_IPC_MODE
-    """
-
-    THREAD = "thread"
-    LOCAL_SOCKET = "local_socket"
-    SHARED_MEMORY = "shared_memory"
-    LEGACY = "legacy"
-
-    @classmethod
-    def parse(cls, value: str) -> IpcMode:
-        """``value`` as a mode (any case, ``-`` or ``_``); ``IpcChannelError`` if unknown."""
-        key = value.strip().lower().replace("-", "_")
-        for mode in cls:
-            if mode.value == key:
-                return mode
-        known = ", ".join(mode.value for mode in cls)
-        raise IpcChannelError(f"unknown IPC mode {value!r} (in {ENV_MODE}?); known: {known}")
 
 
 def _environ(environ: Optional[Mapping[str, str]]) -> Mapping[str, str]:
@@ -122,8 +92,8 @@ class IpcChannelFactory:
         connected to the server of ``name`` with ``token`` (retrying for a couple
         of seconds while it starts). ``LEGACY``: this process's own stdin/stdout
         (only in a child its host started in legacy mode). ``options`` go to the
-        channel's constructor or ``connect``. Raises ``IpcChannelError`` for
-        ``SHARED_MEMORY`` (not built yet) and the transport's errors.
+        channel's constructor or ``connect``. Raises ``IpcChannelError`` for an
+        unknown mode, and the transport's errors.
         """
         mode = mode if isinstance(mode, IpcMode) else IpcMode.parse(str(mode))
         if mode is IpcMode.THREAD:
@@ -131,11 +101,9 @@ class IpcChannelFactory:
         if mode is IpcMode.LOCAL_SOCKET:
             options.setdefault("retry", CONNECT_RETRY)
             return LocalSocketChannel.connect(name, token=token, timeout=timeout, **options)
-        if mode is IpcMode.LEGACY:
-            from ..transport.stdio import StdioChannel
+        from ..transport.stdio import StdioChannel  # LEGACY: only a child needs it
 
-            return StdioChannel.connect_stdio(name, timeout=timeout, **options)
-        raise _not_built(mode)
+        return StdioChannel.connect_stdio(name, timeout=timeout, **options)
 
     @staticmethod
     def create_server(
@@ -145,19 +113,10 @@ class IpcChannelFactory:
         mode = mode if isinstance(mode, IpcMode) else IpcMode.parse(str(mode))
         if mode is IpcMode.LOCAL_SOCKET:
             return LocalSocketChannelServer(name, token=token, **options)
-        if mode is IpcMode.SHARED_MEMORY:
-            raise _not_built(mode)
         raise IpcChannelError(
             f"{mode.value} has no server: a ThreadChannel is in-process, and a legacy "
             "channel is made per child by spawn_backend"
         )
-
-
-def _not_built(mode: IpcMode) -> IpcChannelError:
-    return IpcChannelError(
-        f"IPC mode {mode.value!r} is not implemented yet (large payloads over shared memory); "
-        "use local_socket"
-    )
 
 
 def create_for_context(

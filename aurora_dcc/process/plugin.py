@@ -46,8 +46,10 @@ from ..channel.base import IpcChannel
 from ..errors import ChannelTimeout, IpcChannelError
 from ..protocol.message import IpcMessage
 from ..rpc.peer import EventHandler
-from .backend import BackendError, BackendHandle, BackendPeer, connect_backend, spawn_backend
-from .factory import IpcMode, qt_app_exists
+from .backend import BackendHandle, spawn_backend
+from .backend_peer import BackendError, BackendPeer, connect_backend
+from .environment import IpcMode
+from .factory import qt_app_exists
 
 __all__ = [
     "PluginCancelled",
@@ -298,7 +300,7 @@ class PluginContext:
 
     ``cancelled`` is set when the DCC side calls ``cancel()``; check it
     between steps of the work. ``peer`` is the underlying
-    :class:`~aurora_dcc.process.backend.BackendPeer` (handlers, requests to the host).
+    :class:`~aurora_dcc.process.backend_peer.BackendPeer` (handlers, requests to the host).
 
     Usage::
 

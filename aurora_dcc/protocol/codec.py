@@ -3,7 +3,7 @@
 orjson is used when it can be imported (it is several times faster); a DCC's
 own Python may not have it, so the standard library's ``json`` is the
 fallback. Both produce compact UTF-8 with newlines escaped, which is what the
-newline-delimited framing in PROTOCOL.md relies on.
+newline-delimited framing in docs/PROTOCOL.md relies on.
 
 Usage::
 
@@ -61,7 +61,7 @@ except ImportError:  # pragma: no cover - exercised where orjson is missing
 else:
 
     def _orjson_dumps_line(obj: Any) -> bytes:
-        # (A function: measured faster than functools.partial with the option.)
+        # A plain function: faster to call than functools.partial with the option.
         return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
 
     BACKEND = "orjson"

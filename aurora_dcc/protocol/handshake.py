@@ -1,4 +1,4 @@
-"""Session rules of PROTOCOL.md shared by every socket transport.
+"""Session rules of docs/PROTOCOL.md shared by every socket transport.
 
 The ``hello``/``ready`` handshake, token checking, replies to bad frames, and
 the environment variables that carry a channel to a child process. Both the

@@ -1,4 +1,4 @@
-"""``IpcMessage``: one message of PROTOCOL.md, and its JSON encoding.
+"""``IpcMessage``: one message of docs/PROTOCOL.md, and its JSON encoding.
 
 Usage::
 
@@ -25,7 +25,13 @@ __all__ = ["IpcMessage", "IpcMessageType", "new_message_id"]
 
 
 class IpcMessageType(str, Enum):
-    """The ``type`` field. A ``str`` enum: ``IpcMessageType.PING == "ping"``."""
+    """The ``type`` field. A ``str`` enum: ``IpcMessageType.PING == "ping"``.
+
+    Usage::
+
+        if msg.type is IpcMessageType.EVENT:
+            print(msg.event, msg.data)
+    """
 
     REQUEST = "request"
     RESPONSE = "response"
@@ -55,6 +61,12 @@ class IpcMessage:
 
     Build messages with the class methods (``request``, ``response``,
     ``error_response``, ``event_message``, ``ping``, ...) or the constructor.
+
+    Usage::
+
+        request = IpcMessage.request("scene.info", {"verbose": True})
+        reply = IpcMessage.response(request.id, {"nodes": 42})
+        IpcMessage.from_json(reply.to_bytes()).data      # {'nodes': 42}
     """
 
     __slots__ = ("data", "error", "event", "id", "method", "type")

@@ -14,7 +14,7 @@ router (``peer.emit`` for one connection, a server's broadcast for all).
 Usage::
 
     registry = HandlerRegistry()
-    peer = Peer(channel, handlers=registry)
+    peer = Peer(channel, registry=registry)
     router = PluginRouter(registry, emitter=peer.emit)
 
     router.register("exporter", {"run": run_export, "status": status})
@@ -31,7 +31,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
-from .peer import HandlerRegistry
+from .registry import HandlerRegistry
 
 __all__ = ["SEPARATOR", "PluginRouter", "split_method"]
 
@@ -65,6 +65,11 @@ class PluginRouter:
 
     ``emitter(event, data)`` sends events for ``emit``; it can also be set
     later through the ``emitter`` attribute.
+
+    Usage::
+
+        router = PluginRouter(rpc.registry, emitter=rpc.emit)
+        router.register("exporter", {"run": run_export})     # serves 'exporter:run'
     """
 
     def __init__(self, registry: HandlerRegistry, emitter: Optional[Emitter] = None) -> None:
@@ -73,8 +78,8 @@ class PluginRouter:
         self._lock = threading.Lock()
         self._plugins: dict[str, list[str]] = {}  # plugin name -> its full method names
 
-    def register(self, plugin: str, handlers: object, *, raw: bool = False) -> list[str]:
-        """Serve ``handlers`` (mapping or object) as plugin ``plugin``; returns the method names.
+    def register(self, plugin: str, methods: object, *, raw: bool = False) -> list[str]:
+        """Serve ``methods`` (mapping or object) as plugin ``plugin``; returns the method names.
 
         Registering a name again replaces that plugin's methods in one change.
         ``raw=True`` registers them as raw handlers (``fn(data)``; for a plugin
@@ -82,13 +87,13 @@ class PluginRouter:
         """
         if not isinstance(plugin, str) or not plugin or SEPARATOR in plugin:
             raise ValueError(f"a plugin name is a non-empty string without ':', not {plugin!r}")
-        methods = _plugin_methods(handlers)
-        if not methods:
+        by_name = _plugin_methods(methods)
+        if not by_name:
             raise ValueError(f"plugin {plugin!r} has no methods")
-        for method in methods:
+        for method in by_name:
             if not isinstance(method, str) or not method:
                 raise ValueError(f"plugin {plugin!r}: bad method name {method!r}")
-        named = {f"{plugin}{SEPARATOR}{method}": fn for method, fn in methods.items()}
+        named = {f"{plugin}{SEPARATOR}{method}": fn for method, fn in by_name.items()}
         with self._lock:
             old = self._plugins.get(plugin, [])
             stale = [name for name in old if name not in named]

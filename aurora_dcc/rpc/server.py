@@ -28,7 +28,8 @@ from typing import Any, Callable, Optional
 
 from ..channel.base import IpcChannel
 from ..channel.server import IpcServer
-from .peer import DEFAULT_TIMEOUT, EventHandler, F, HandlerRegistry, Peer
+from .peer import DEFAULT_TIMEOUT, EventHandler, Peer
+from .registry import F, HandlerRegistry
 
 __all__ = ["RpcServer"]
 
@@ -36,24 +37,30 @@ PeerHandler = Callable[[Peer], None]
 
 
 class RpcServer:
-    """Serves ``handlers`` (a new registry if ``None``) to every client of ``server``.
+    """Serves ``registry`` (a new :class:`HandlerRegistry` if None) to every client of ``server``.
 
     ``name``, ``timeout`` and ``executor`` are passed to each :class:`Peer`.
     ``on_peer(fn)`` calls ``fn(peer)`` for each new client (before its first
     message is delivered, on the thread the server accepts on).
+
+    Usage::
+
+        with RpcServer(LocalSocketChannelServer("auroraview_4711"), registry) as rpc:
+            rpc.on_peer(lambda peer: log.info("client %s", peer.remote_info.get("peer")))
+            rpc.emit("scene.changed", {})
     """
 
     def __init__(
         self,
         server: IpcServer,
-        handlers: Optional[HandlerRegistry] = None,
+        registry: Optional[HandlerRegistry] = None,
         *,
         name: Optional[str] = None,
         timeout: float = DEFAULT_TIMEOUT,
         executor: Optional[concurrent.futures.Executor] = None,
     ) -> None:
         self.server = server
-        self.registry = handlers if handlers is not None else HandlerRegistry()
+        self.registry = registry if registry is not None else HandlerRegistry()
         self._peer_options: dict[str, Any] = {
             "name": name,
             "timeout": timeout,

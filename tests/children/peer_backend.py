@@ -40,7 +40,7 @@ def main() -> int:
 
         @peer.handler("host_handlers")
         def host_handlers() -> list[str]:
-            return peer.remote_handlers
+            return peer.remote_handler_names
 
         @peer.handler("crash")
         def crash() -> None:
