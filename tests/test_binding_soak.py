@@ -15,6 +15,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = [pytest.mark.perf, pytest.mark.slow, pytest.mark.subprocess]
+
 CHILD = os.path.join(os.path.dirname(__file__), "children", "binding_soak.py")
 WAKES = 50_000
 PROCESS_EVENTS = 50_000

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -14,9 +13,11 @@ import pytest
 from aurora_dcc.rpc.peer import HandlerRegistry, IpcCallError, Peer
 from aurora_dcc.transport.local_socket import LocalSocketChannelServer
 
+pytestmark = pytest.mark.subprocess  # each test runs the command as a child process
+
 
 @pytest.fixture
-def server() -> Iterator[tuple[LocalSocketChannelServer, str]]:
+def server(channel_name: str) -> Iterator[tuple[LocalSocketChannelServer, str]]:
     """A pure-Python server with a token, serving ``scene.info`` and ``fail``."""
     registry = HandlerRegistry()
     registry.register("scene.info", lambda verbose=False: {"nodes": 3, "verbose": verbose})
@@ -25,10 +26,10 @@ def server() -> Iterator[tuple[LocalSocketChannelServer, str]]:
         raise IpcCallError(-32602, "bad scene")
 
     registry.register("fail", fail)
-    name = f"aurora_cli_{uuid.uuid4().hex[:8]}"
+    name = channel_name
     srv = LocalSocketChannelServer(name, token="tok", handler_names=registry.names())
     peers: list[Peer] = []
-    srv.on_connection(lambda conn: peers.append(Peer(conn, handlers=registry)))
+    srv.on_connection(lambda conn: peers.append(Peer(conn, registry=registry)))
     try:
         yield srv, name
     finally:

@@ -443,6 +443,7 @@ def test_shutdown_from_a_worker_lets_the_main_thread_deliver_what_is_queued(
         channel.emit("late")
 
 
+@pytest.mark.subprocess
 def test_the_channel_modules_import_no_qt() -> None:
     # A host without Qt (Blender) uses DccIpcChannel with its own Waker.
     code = (

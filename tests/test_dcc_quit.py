@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.subprocess
+
 CHILD = os.path.join(os.path.dirname(__file__), "children", "dcc_quit.py")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -17,8 +16,8 @@ from aurora_dcc.transport.local_socket import LocalSocketChannel, LocalSocketCha
 
 
 @pytest.fixture
-def server() -> Iterator[LocalSocketChannelServer]:
-    with LocalSocketChannelServer(f"aurora_test_{uuid.uuid4().hex[:8]}", token="s3cret") as srv:
+def server(channel_name: str) -> Iterator[LocalSocketChannelServer]:
+    with LocalSocketChannelServer(channel_name, token="s3cret") as srv:
         yield srv
 
 
@@ -29,7 +28,7 @@ def server() -> Iterator[LocalSocketChannelServer]:
         ({ENV_CHANNEL: "auroraview_1"}, IpcMode.LOCAL_SOCKET),
         ({ENV_PACKED: "1"}, IpcMode.LOCAL_SOCKET),
         ({ENV_MODE: "legacy", ENV_PACKED: "1"}, IpcMode.LEGACY),
-        ({ENV_MODE: "Shared-Memory"}, IpcMode.SHARED_MEMORY),
+        ({ENV_MODE: "Local-Socket"}, IpcMode.LOCAL_SOCKET),
         ({ENV_MODE: "thread", ENV_CHANNEL: "auroraview_1"}, IpcMode.THREAD),
     ],
 )
@@ -58,15 +57,15 @@ def test_create_local_socket_connects_with_the_token(server: LocalSocketChannelS
         IpcChannelFactory.create(IpcMode.LOCAL_SOCKET, server.name, token="wrong")
 
 
-def test_shared_memory_is_not_built_yet_and_says_so() -> None:
-    with pytest.raises(IpcChannelError, match="not implemented yet"):
-        IpcChannelFactory.create(IpcMode.SHARED_MEMORY, "big")
-    with pytest.raises(IpcChannelError, match="not implemented yet"):
+def test_a_mode_that_does_not_exist_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(IpcChannelError, match=r"unknown IPC mode 'shared_memory'.*local_socket"):
+        IpcChannelFactory.create("shared_memory", "big")
+    with pytest.raises(IpcChannelError, match="unknown IPC mode 'shared_memory'"):
         IpcChannelFactory.create_server("shared_memory", "big")
 
 
-def test_create_server_serves_local_socket_only() -> None:
-    name = f"aurora_test_{uuid.uuid4().hex[:8]}"
+def test_create_server_serves_local_socket_only(channel_name: str) -> None:
+    name = channel_name
     with IpcChannelFactory.create_server("local_socket", name) as srv:
         assert isinstance(srv, LocalSocketChannelServer)
         LocalSocketChannel.connect(name).close()
@@ -102,6 +101,7 @@ def test_create_for_context_in_a_qt_app_delivers_on_the_main_thread(qapp: object
     assert isinstance(forced, ThreadChannel)
 
 
+@pytest.mark.subprocess
 def test_create_for_context_in_a_plain_script_is_a_thread_channel_and_imports_no_qt() -> None:
     code = (
         "import sys\n"

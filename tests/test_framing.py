@@ -8,7 +8,8 @@ import tracemalloc
 
 import pytest
 
-from aurora_dcc import ErrorCode, IpcMessage, MessageTooLarge
+from aurora_dcc import ErrorCode, IpcMessage
+from aurora_dcc.errors import MessageTooLarge
 from aurora_dcc.protocol import codec as codec
 from aurora_dcc.protocol.framing import FrameDecoder, encode_frame
 from aurora_dcc.transport.address import AddressInUse, claim_address, resolve_address

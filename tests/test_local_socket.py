@@ -5,33 +5,33 @@ from __future__ import annotations
 import os
 import select
 import stat
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Callable
 
 import pytest
+from support import ChildProcesses, SocketPair, ThreadRunner
 
 from aurora_dcc import (
     ChannelTimeout,
     Disconnected,
     IpcMessage,
     IpcMessageType,
-    MessageTooLarge,
     ShuttingDown,
-    Unauthorized,
 )
+from aurora_dcc.errors import MessageTooLarge, Unauthorized
+from aurora_dcc.transport import socket_channel
 from aurora_dcc.transport.address import AddressInUse
 from aurora_dcc.transport.local_socket import (
-    READ_SPIN,
-    RECV_CHUNK,
     LocalSocketChannel,
     LocalSocketChannelServer,
     RetryPolicy,
 )
+from aurora_dcc.transport.read_turn import ReadState, ReadTurn
+from aurora_dcc.transport.socket_channel import READ_SPIN
+from aurora_dcc.transport.socket_io import RECV_CHUNK
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix domain sockets")
 
@@ -39,8 +39,8 @@ WAIT = 5.0
 
 
 @pytest.fixture
-def name() -> str:
-    return f"aurora_ls_{uuid.uuid4().hex[:10]}"
+def name(channel_name: str) -> str:
+    return channel_name  # conftest's unique name, under this file's short fixture name
 
 
 @pytest.fixture
@@ -141,23 +141,13 @@ def test_handler_lists_are_announced_both_ways(server: LocalSocketChannelServer)
             assert late.peer_info["handlers"] == ["scene.info", "scene.save"]
 
 
-def test_close_wakes_a_blocked_receive_on_both_ends(server: LocalSocketChannelServer) -> None:
+def test_close_wakes_a_blocked_receive_on_both_ends(
+    server: LocalSocketChannelServer, run_in_thread: ThreadRunner
+) -> None:
     client, conn = connect_pair(server)
-    errors: list[BaseException] = []
-
-    def wait_on(channel: LocalSocketChannel) -> None:
-        try:
-            channel.receive(timeout=30.0)
-        except BaseException as exc:
-            errors.append(exc)
-
-    waiters = [threading.Thread(target=wait_on, args=(ch,)) for ch in (client, conn)]
-    for waiter in waiters:
-        waiter.start()
+    waiters = [run_in_thread.start(channel.receive, timeout=30.0) for channel in (client, conn)]
     client.close()
-    for waiter in waiters:
-        waiter.join(WAIT)
-    assert [type(e) for e in errors] == [Disconnected, Disconnected]
+    assert [type(waiter.exception(WAIT)) for waiter in waiters] == [Disconnected, Disconnected]
     with pytest.raises(ShuttingDown):
         client.emit("after.close")
     with pytest.raises(Disconnected):
@@ -277,49 +267,42 @@ def test_connect_retries_until_the_server_starts(name: str) -> None:
         LocalSocketChannel.connect(name, retry=2)  # two attempts, default back-off
 
 
-def test_concurrent_senders_never_interleave_frames(name: str) -> None:
-    with LocalSocketChannelServer(name, capacity=50) as server:
-        client = LocalSocketChannel.connect(name)
-        conn = server.accept(timeout=WAIT)
-        assert isinstance(conn, LocalSocketChannel)
-        with client:
-            senders, per_sender = 4, 300
-            payload = "x" * 3000  # several frames per socket write, frames split across reads
+def test_concurrent_senders_never_interleave_frames(
+    socket_pair_factory: Callable[..., SocketPair], run_in_thread: ThreadRunner
+) -> None:
+    _, client, conn = socket_pair_factory(server={"capacity": 50})
+    senders, per_sender = 4, 300
+    payload = "x" * 3000  # several frames per socket write, frames split across reads
 
-            def send_all(k: int) -> None:
-                for i in range(per_sender):
-                    client.emit("tick", {"k": k, "i": i, "pad": payload})
+    def send_all(k: int) -> None:
+        for i in range(per_sender):
+            client.emit("tick", {"k": k, "i": i, "pad": payload})
 
-            threads = [threading.Thread(target=send_all, args=(k,)) for k in range(senders)]
-            for thread in threads:
-                thread.start()
-            last = dict.fromkeys(range(senders), -1)
-            for _ in range(senders * per_sender):  # the small inbox slows the senders down
-                data = conn.receive(WAIT).data
-                assert data["i"] == last[data["k"]] + 1 and data["pad"] == payload
-                last[data["k"]] = data["i"]
-            for thread in threads:
-                thread.join(WAIT)
-            # capacity, plus at most the frames of one read
-            assert conn.metrics.peak_queue_length <= 50 + RECV_CHUNK // len(payload)
-            assert client.metrics.messages_sent == senders * per_sender + 1  # + hello
-            assert conn.metrics.messages_received == senders * per_sender + 1
-            assert conn.metrics.bytes_received == client.metrics.bytes_sent
-            assert conn.metrics.messages_sent == 1  # ready
+    sending = [run_in_thread.start(send_all, k) for k in range(senders)]
+    last = dict.fromkeys(range(senders), -1)
+    for _ in range(senders * per_sender):  # the small inbox slows the senders down
+        data = conn.receive(WAIT).data
+        assert data["i"] == last[data["k"]] + 1 and data["pad"] == payload
+        last[data["k"]] = data["i"]
+    for done in sending:
+        done.result(WAIT)
+    # capacity, plus at most the frames of one read
+    assert conn.metrics.peak_queue_length <= 50 + RECV_CHUNK // len(payload)
+    assert client.metrics.messages_sent == senders * per_sender + 1  # + hello
+    assert conn.metrics.messages_received == senders * per_sender + 1
+    assert conn.metrics.bytes_received == client.metrics.bytes_sent
+    assert conn.metrics.messages_sent == 1  # ready
 
 
-def test_send_many_writes_a_batch_and_too_large_messages_stay_local(name: str) -> None:
-    with LocalSocketChannelServer(name, max_frame=1024) as server:
-        client = LocalSocketChannel.connect(name, max_frame=1024)
-        conn = server.accept(timeout=WAIT)
-        with client:
-            with pytest.raises(MessageTooLarge):
-                client.emit("big", "x" * 2000)
-            client.send_many(
-                [IpcMessage(IpcMessageType.EVENT, {"i": i}, event="e") for i in range(5)]
-            )
-            assert [conn.receive(WAIT).data["i"] for _ in range(5)] == list(range(5))
-            assert client.metrics.messages_sent == 6  # hello + 5
+def test_send_many_writes_a_batch_and_too_large_messages_stay_local(
+    socket_pair_factory: Callable[..., SocketPair],
+) -> None:
+    _, client, conn = socket_pair_factory(server={"max_frame": 1024}, client={"max_frame": 1024})
+    with pytest.raises(MessageTooLarge):
+        client.emit("big", "x" * 2000)
+    client.send_many([IpcMessage(IpcMessageType.EVENT, {"i": i}, event="e") for i in range(5)])
+    assert [conn.receive(WAIT).data["i"] for _ in range(5)] == list(range(5))
+    assert client.metrics.messages_sent == 6  # hello + 5
 
 
 def test_a_client_that_never_says_hello_is_dropped(name: str) -> None:
@@ -403,26 +386,19 @@ def test_the_reader_thread_stops_when_the_last_handler_leaves_even_if_nothing_ar
 
 
 def test_the_server_closing_wakes_a_receive_blocked_in_its_read(
-    server: LocalSocketChannelServer,
+    server: LocalSocketChannelServer, run_in_thread: ThreadRunner
 ) -> None:
     client, conn = connect_pair(server)
-    errors: list[BaseException] = []
     blocked = threading.Event()
 
     def wait_for_reply() -> None:
         blocked.set()
-        try:
-            client.receive(timeout=30.0)
-        except BaseException as exc:
-            errors.append(exc)
+        client.receive(timeout=30.0)
 
-    waiter = threading.Thread(target=wait_for_reply)
-    waiter.start()
+    waiter = run_in_thread.start(wait_for_reply)
     assert blocked.wait(WAIT)
     conn.close()
-    waiter.join(WAIT)
-    assert not waiter.is_alive()
-    assert [type(e) for e in errors] == [Disconnected]
+    assert type(waiter.exception(WAIT)) is Disconnected
     assert client.is_shutdown() and not client.is_connected
     with pytest.raises(Disconnected):
         client.emit("anyone?")
@@ -566,21 +542,15 @@ def test_the_ready_comes_first_even_with_broadcasts_and_sends_right_after_accept
 # -- a receive() that reads for itself polls first (READ_SPIN) ----------------
 
 
-CHILDREN = Path(__file__).parent / "children"
-
-
 @pytest.fixture
-def child_server(name: str) -> Iterator[str]:
+def child_server(name: str, children: ChildProcesses) -> str:
     """A ``LocalSocketChannelServer`` in a child process (``children/ls_server.py``):
-    yields its name."""
-    proc = subprocess.Popen([sys.executable, str(CHILDREN / "ls_server.py"), name])
-    try:
-        yield name
-    finally:
-        proc.kill()
-        proc.wait(WAIT)
+    returns its name."""
+    children.spawn("ls_server.py", name)
+    return name
 
 
+@pytest.mark.subprocess
 def test_a_client_of_another_process_polls_before_it_sleeps_and_misses_nothing(
     child_server: str,
 ) -> None:
@@ -619,3 +589,114 @@ def test_a_client_of_this_process_never_polls(server: LocalSocketChannelServer) 
     client, _conn = connect_pair(server)
     with client:
         assert client._spin == 0.0
+
+
+# -- the read turn, the fast path's switch, a send after the peer left ---------
+
+
+def test_the_read_turn_moves_only_along_its_documented_transitions() -> None:
+    woken: list[int] = []
+    turn = ReadTurn(lambda: woken.append(1))
+    assert turn.state is ReadState.IDLE and turn.free
+    turn.take(by_reader=False)  # a receive() caller, no reader thread
+    assert turn.state is ReadState.CALLER_READING and turn.held_here()
+    with pytest.raises(RuntimeError):
+        turn.take(by_reader=True)  # nobody takes a held turn
+    turn.give_back()
+    assert turn.state is ReadState.IDLE and not turn.held_here() and woken
+    assert turn.start_reader() and turn.state is ReadState.READER_WAITING
+    assert not turn.start_reader()  # one reader thread at most
+    turn.take(by_reader=False)  # a wait_event caller while the reader polls
+    turn.give_back()
+    assert turn.state is ReadState.READER_WAITING  # the reader is still there
+    turn.take(by_reader=True)
+    assert turn.state is ReadState.READER_READING
+    turn.give_back()
+    turn.stop_reader()
+    assert turn.state is ReadState.IDLE
+    assert turn.begin_end() and turn.state is ReadState.ENDING and not turn.free
+    assert not turn.begin_end()  # the end is decided once
+    assert not turn.start_reader()  # no reader thread for a connection that ends
+    turn.finish_end()
+    assert turn.state is ReadState.ENDED and turn.over
+
+
+def test_a_send_after_the_server_left_raises_on_a_client_that_reads_nothing(
+    server: LocalSocketChannelServer,
+) -> None:
+    # Nobody reads the client, so the failed write itself ends the channel.
+    client, conn = connect_pair(server)
+    conn.close()
+    result: list[BaseException] = []
+
+    def send_until_it_fails() -> None:
+        try:
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline:
+                client.emit("still.there")
+                time.sleep(0.01)
+        except Disconnected as exc:
+            result.append(exc)
+
+    sender = threading.Thread(target=send_until_it_fails, daemon=True)
+    sender.start()
+    sender.join(WAIT + 2.0)
+    assert not sender.is_alive(), "the send hung"
+    assert len(result) == 1
+    assert client.read_state is ReadState.ENDED and client.is_shutdown()
+    with pytest.raises(Disconnected):
+        client.emit("again")
+    with pytest.raises(Disconnected):
+        client.receive(timeout=WAIT)
+
+
+def test_with_the_fast_path_off_the_reader_thread_delivers_a_waited_for_reply(
+    server: LocalSocketChannelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(socket_channel, "READ_SPIN", 0.0)
+    client, conn = connect_pair(server)
+    with client:
+        assert client._spin == 0.0
+        got: list[tuple[str, str]] = []
+        replied = threading.Event()
+
+        def on_reply(msg: IpcMessage) -> None:
+            got.append((msg.id or "", threading.current_thread().name))
+            replied.set()
+
+        client.on_message(on_reply)
+        conn.on_message(lambda msg: conn.send(IpcMessage.response(msg.id, msg.data)))
+        for i in range(20):
+            replied.clear()
+            request = IpcMessage.request("echo", {"i": i})
+            client.send(request)
+            assert client.wait_event(replied, WAIT)
+            assert got[-1] == (request.id, f"aurora-read-{client.name}")
+
+
+def test_wait_event_returns_false_only_after_its_timeout_even_if_the_channel_closes(
+    server: LocalSocketChannelServer,
+) -> None:
+    # Whoever watches the shutdown (a Peer failing its calls) sets the event after
+    # the close: a False from wait_event must only ever mean "timed out".
+    client, _conn = connect_pair(server)
+    client.on_message(lambda msg: None)  # a reader thread; a waiting caller reads itself
+    event = threading.Event()
+    outcome: list[tuple[bool, float]] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        outcome.append((client.wait_event(event, WAIT), time.monotonic() - started))
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    deadline = time.monotonic() + WAIT
+    while client.read_state is not ReadState.CALLER_READING:
+        assert time.monotonic() < deadline, "the waiter never took the read turn"
+        time.sleep(0.001)
+    client.close()
+    time.sleep(0.1)
+    assert waiter.is_alive()  # closed, but neither set nor timed out yet
+    event.set()
+    waiter.join(WAIT)
+    assert outcome and outcome[0][0] is True and outcome[0][1] < WAIT

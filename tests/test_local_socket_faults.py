@@ -12,12 +12,11 @@ import sys
 import threading
 import time
 import tracemalloc
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from rawclient import RawClient
+from support import SocketPair, ThreadRunner
 
 from aurora_dcc import Disconnected, IpcMessage
 from aurora_dcc.transport.address import resolve_address
@@ -36,17 +35,13 @@ PROMPTLY = 2.0
 
 
 @pytest.fixture
-def name() -> str:
-    return f"aurora_lsf_{uuid.uuid4().hex[:10]}"
+def name(channel_name: str) -> str:
+    return channel_name  # conftest's unique name, under this file's short fixture name
 
 
 @pytest.fixture
-def server(name: str) -> Iterator[LocalSocketChannelServer]:
-    srv = LocalSocketChannelServer(name)
-    try:
-        yield srv
-    finally:
-        srv.close()
+def server(socket_server: LocalSocketChannelServer) -> LocalSocketChannelServer:
+    return socket_server
 
 
 def start_child(*args: str) -> subprocess.Popen[str]:
@@ -177,11 +172,11 @@ def test_a_refused_session_is_answered_and_closed(
 # -- peers that die --------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_a_client_that_dies_mid_frame_is_noticed_and_others_are_still_served(
-    server: LocalSocketChannelServer,
+    socket_pair: SocketPair,
 ) -> None:
-    other = LocalSocketChannel.connect(server.name)
-    other_conn = server.accept(timeout=WAIT)
+    server, other, other_conn = socket_pair
     child = start_child(str(CHILDREN / "ls_client.py"), server.name, "half")
     try:
         assert child.stdout is not None and child.stdout.readline() == "sent\n"
@@ -200,6 +195,7 @@ def test_a_client_that_dies_mid_frame_is_noticed_and_others_are_still_served(
         stop_child(child)
 
 
+@pytest.mark.subprocess
 def test_a_client_killed_mid_stream_is_noticed_promptly(
     server: LocalSocketChannelServer,
 ) -> None:
@@ -221,8 +217,9 @@ def test_a_client_killed_mid_stream_is_noticed_promptly(
         stop_child(child)
 
 
+@pytest.mark.subprocess
 def test_a_killed_server_wakes_its_clients_and_its_name_can_be_served_again(
-    name: str,
+    name: str, run_in_thread: ThreadRunner
 ) -> None:
     child = start_child(str(CHILDREN / "ls_server.py"), name)
     try:
@@ -230,22 +227,11 @@ def test_a_killed_server_wakes_its_clients_and_its_name_can_be_served_again(
         request = IpcMessage.request("echo", {"n": 1})
         client.send(request)
         assert client.receive(WAIT).data == {"n": 1}
-        errors: list[BaseException] = []
-
-        def wait_for_reply() -> None:
-            try:
-                client.receive(timeout=30.0)
-            except BaseException as exc:
-                errors.append(exc)
-
-        waiter = threading.Thread(target=wait_for_reply)
-        waiter.start()
+        waiter = run_in_thread.start(client.receive, timeout=30.0)
         client.send(IpcMessage.request("block"))  # never answered
         os.kill(child.pid, signal.SIGKILL)
         child.wait(WAIT)
-        waiter.join(PROMPTLY)
-        assert not waiter.is_alive()
-        assert [type(e) for e in errors] == [Disconnected]
+        assert type(waiter.exception(PROMPTLY)) is Disconnected
         assert client.is_shutdown()
         with pytest.raises(Disconnected):
             client.emit("anyone?")

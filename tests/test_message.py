@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aurora_dcc import ErrorCode, IpcError, IpcMessage, IpcMessageType, SerializationError
+from aurora_dcc import ErrorCode, IpcMessage, IpcMessageType
+from aurora_dcc.errors import IpcError, SerializationError
 
 json_values = st.recursive(
     st.none()

@@ -10,18 +10,20 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+from support import unique_channel_name, wait_until
 
 from aurora_dcc.errors import ErrorCode
 from aurora_dcc.process.backend import BackendError, BackendHandle, connect_backend, spawn_backend
 from aurora_dcc.rpc.peer import HandlerRegistry, IpcCallError
 from aurora_dcc.rpc.server import RpcServer
 from aurora_dcc.transport.address import temp_dir
+
+pytestmark = pytest.mark.subprocess  # all but one test start a backend process
 
 CHILDREN = Path(__file__).parent / "children"
 MODES = ("local_socket", "legacy")
@@ -45,13 +47,13 @@ def host_registry() -> HandlerRegistry:
 
 @pytest.fixture
 def backend(mode: str, host_registry: HandlerRegistry) -> Iterator[BackendHandle]:
-    handle = spawn_backend(child("backend_basic.py"), mode=mode, handlers=host_registry)
+    handle = spawn_backend(child("backend_basic.py"), mode=mode, registry=host_registry)
     yield handle
     handle.stop()
 
 
 def test_ready_lists_the_backends_handlers_and_requests_round_trip(backend: BackendHandle) -> None:
-    assert backend.handlers == [
+    assert backend.handler_names == [
         "add",
         "call_host",
         "crash",
@@ -145,6 +147,7 @@ def test_early_exit_raises_backend_error_with_exit_code_and_stderr_tail(mode: st
     assert "exit code 7" in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_backend_that_never_connects_is_stopped_and_reported(mode: str) -> None:
     started = time.monotonic()
     with pytest.raises(BackendError) as info:
@@ -171,15 +174,6 @@ def test_python_code_as_command_and_a_missing_executable() -> None:
 def test_connect_backend_outside_a_host_says_so() -> None:
     with pytest.raises(BackendError, match="not started as a backend"):
         connect_backend(environ={})
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def wait_for_exit(pid: int, timeout: float) -> bool:
@@ -239,7 +233,7 @@ def test_a_qt_host_spawns_a_backend_on_its_own_server_from_the_main_thread(qtbot
     from aurora_dcc.qt.local_socket import QtLocalSocketServer
 
     token = "qt-host-token"
-    rpc = RpcServer(QtLocalSocketServer(f"aurora_qt_{uuid.uuid4().hex[:8]}", token=token))
+    rpc = RpcServer(QtLocalSocketServer(unique_channel_name(), token=token))
     served_on: list[threading.Thread] = []
 
     @rpc.handler("host.version")

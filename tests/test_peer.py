@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from aurora_dcc import ErrorCode, IpcError, IpcMessage, ThreadChannel
+from aurora_dcc import ErrorCode, IpcMessage, ThreadChannel
+from aurora_dcc.errors import IpcError
 from aurora_dcc.rpc.peer import HandlerRegistry, IpcCallError, Peer
 
 WAIT = 5.0  # generous bound for things that should happen at once
@@ -242,7 +243,7 @@ def test_a_slow_handler_does_not_stop_another_connection() -> None:
     registry.register("slow", lambda: release.wait(WAIT))
     registry.register("fast", lambda: "fast")
     (s1, c1), (s2, c2) = ThreadChannel.pair("one"), ThreadChannel.pair("two")
-    servers = [Peer(s1, handlers=registry), Peer(s2, handlers=registry)]
+    servers = [Peer(s1, registry=registry), Peer(s2, registry=registry)]
     slow = Peer(c1).request_async("slow")
     try:
         assert Peer(c2).request("fast", timeout=WAIT) == "fast"
@@ -426,13 +427,13 @@ def test_announce_and_re_announce_when_handlers_change(peers: tuple[Peer, Peer])
     server.register("scene.info", lambda: None)
     server.announce()
     assert client.wait_ready(WAIT)
-    assert client.remote_handlers == ["scene.info"]
+    assert client.remote_handler_names == ["scene.info"]
     assert client.remote_info["peer"] == "server" and client.remote_info["protocol"] == 1
     server.register("scene.save", lambda: None)
     server.unregister("scene.info")
     # Each change sent a ready; the last one is what the client ends up with.
     client.ping()  # everything the server sent before the pong has been handled
-    assert client.remote_handlers == ["scene.save"]
+    assert client.remote_handler_names == ["scene.save"]
 
 
 def test_on_ready_hears_every_announcement(peers: tuple[Peer, Peer]) -> None:
@@ -446,7 +447,7 @@ def test_on_ready_hears_every_announcement(peers: tuple[Peer, Peer]) -> None:
     stop()
     server.register("b", lambda: None)
     client.ping()
-    assert heard == [[], ["a"]] and client.remote_handlers == ["a", "b"]
+    assert heard == [[], ["a"]] and client.remote_handler_names == ["a", "b"]
 
 
 def test_no_ready_before_the_session_started(
@@ -471,8 +472,8 @@ def test_one_registry_serves_several_peers_and_each_announces(
     registry = HandlerRegistry()
     other_a, other_b = ThreadChannel.pair("other")
     try:
-        p1 = Peer(channels[0], handlers=registry, session_started=True)
-        p2 = Peer(other_a, handlers=registry, session_started=True)
+        p1 = Peer(channels[0], registry=registry, session_started=True)
+        p2 = Peer(other_a, registry=registry, session_started=True)
         registry.update({"x": lambda: "x", "y": lambda: "y"})  # one change, one ready each
         for raw in (channels[1], other_b):
             assert raw.receive(timeout=WAIT).data["handlers"] == ["x", "y"]

@@ -7,11 +7,11 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support import ChildProcesses
 
 from aurora_dcc import ErrorCode
 from aurora_dcc.rpc.peer import HandlerRegistry, IpcCallError, Peer
@@ -20,17 +20,17 @@ from aurora_dcc.transport.local_socket import (
     LocalSocketChannelServer,
     RetryPolicy,
 )
+from aurora_dcc.transport.read_turn import ReadState
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets in these tests")
 
 WAIT = 10.0
 CHILD = os.path.join(os.path.dirname(__file__), "children", "peer_backend.py")
-LS_SERVER = os.path.join(os.path.dirname(__file__), "children", "ls_server.py")
 
 
 @pytest.fixture
-def name() -> str:
-    return f"aurora_peer_test_{uuid.uuid4().hex[:8]}"
+def name(channel_name: str) -> str:
+    return channel_name  # conftest's unique name, under this file's short fixture name
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def served(name: str) -> Iterator[tuple[HandlerRegistry, LocalSocketChannelServe
     registry = HandlerRegistry()
     server = LocalSocketChannelServer(name)
     registry.subscribe(lambda: server.set_handler_names(registry.names()))
-    server.on_connection(lambda conn: Peer(conn, handlers=registry, name="host"))
+    server.on_connection(lambda conn: Peer(conn, registry=registry, name="host"))
     client = Peer(LocalSocketChannel.connect(name, timeout=WAIT), name="tool")
     yield registry, server, client
     client.channel.close()
@@ -89,14 +89,15 @@ def test_handler_list_changes_reach_the_client(
 ) -> None:
     registry, _, client = served
     # The handshake's ready (consumed by the socket channel) is known at once.
-    assert client.wait_ready(0) and client.remote_handlers == []
+    assert client.wait_ready(0) and client.remote_handler_names == []
     registry.register("scene.save", lambda: None)
     deadline = time.monotonic() + WAIT
-    while client.remote_handlers != ["scene.save"] and time.monotonic() < deadline:
+    while client.remote_handler_names != ["scene.save"] and time.monotonic() < deadline:
         client.ping()  # a round trip: the ready sent before it has been handled
-    assert client.remote_handlers == ["scene.save"]
+    assert client.remote_handler_names == ["scene.save"]
 
 
+@pytest.mark.subprocess
 def test_a_backend_in_a_child_process_serves_calls_back_and_its_crash_fails_requests(
     name: str,
 ) -> None:
@@ -107,7 +108,7 @@ def test_a_backend_in_a_child_process_serves_calls_back_and_its_crash_fails_requ
         host = Peer(conn, name="host", timeout=60.0)
         host.register("host.version", lambda: "2025.1")
         assert host.wait_ready(WAIT)
-        assert host.remote_handlers == ["call_host", "crash", "echo", "host_handlers"]
+        assert host.remote_handler_names == ["call_host", "crash", "echo", "host_handlers"]
         assert host.request("host_handlers") == ["host.version"]  # from the handshake
         assert host.remote_info["peer"] == "backend"
         assert host.request("echo", {"a": [1, 2]}) == {"a": [1, 2]}
@@ -228,9 +229,10 @@ def test_a_request_reading_its_own_reply_still_ends_on_close_and_on_timeout(
     caller.start()
     # Until the caller holds the read turn inside its wait, the case this test is
     # for (nothing else takes it: the server sends nothing, the reader stays in poll).
-    inbox = client.channel._inbox  # type: ignore[attr-defined]
+    channel = client.channel
+    assert isinstance(channel, LocalSocketChannel)
     deadline = time.monotonic() + WAIT
-    while not (client.pending and inbox.reading):
+    while not (client.pending and channel.read_state is ReadState.CALLER_READING):
         assert time.monotonic() < deadline, "the request never started waiting"
         time.sleep(0.001)
     started = time.monotonic()
@@ -242,28 +244,25 @@ def test_a_request_reading_its_own_reply_still_ends_on_close_and_on_timeout(
     release.set()
 
 
+@pytest.mark.subprocess
 def test_requests_to_another_process_from_several_threads_read_their_own_replies(
-    name: str,
+    name: str, children: ChildProcesses
 ) -> None:
     # Each waiting thread reads the socket itself (polling first: the peer is
     # another process) while the Peer's reader thread stands by: every reply
     # reaches its own caller.
-    child = subprocess.Popen([sys.executable, LS_SERVER, name])
-    try:
-        channel = LocalSocketChannel.connect(name, retry=RetryPolicy(attempts=100, max_delay=0.1))
-        client = Peer(channel, name="tool")
-        results: dict[int, list[int]] = {}
+    children.spawn("ls_server.py", name)
+    channel = LocalSocketChannel.connect(name, retry=RetryPolicy(attempts=100, max_delay=0.1))
+    client = Peer(channel, name="tool")
+    results: dict[int, list[int]] = {}
 
-        def caller(k: int) -> None:
-            results[k] = [client.request("echo", {"v": k * 1000 + i})["v"] for i in range(300)]
+    def caller(k: int) -> None:
+        results[k] = [client.request("echo", {"v": k * 1000 + i})["v"] for i in range(300)]
 
-        callers = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
-        for thread in callers:
-            thread.start()
-        for thread in callers:
-            thread.join(60.0)
-        assert results == {k: [k * 1000 + i for i in range(300)] for k in range(4)}
-        channel.close()
-    finally:
-        child.kill()
-        child.wait(WAIT)
+    callers = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(60.0)
+    assert results == {k: [k * 1000 + i for i in range(300)] for k in range(4)}
+    channel.close()

@@ -35,7 +35,7 @@ def qt_peers(qapp: Any) -> Iterator[Setup]:
     registry.subscribe(lambda: server.set_handler_names(registry.names()))
     server_peers: list[Peer] = []
     server.on_connection(
-        lambda conn: server_peers.append(Peer(conn, handlers=registry, name="dcc"))
+        lambda conn: server_peers.append(Peer(conn, registry=registry, name="dcc"))
     )
     client = Peer(QtLocalSocketChannel.connect(name, timeout=WAIT), name="tool")
     yield registry, server, server_peers, client

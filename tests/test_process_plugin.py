@@ -12,6 +12,8 @@ import pytest
 
 from aurora_dcc.process.plugin import PluginCancelled, ProcessPlugin, ProcessPluginError
 
+pytestmark = pytest.mark.subprocess
+
 CHILDREN = Path(__file__).parent / "children"
 STEPS = str(CHILDREN / "plugin_steps.py")
 

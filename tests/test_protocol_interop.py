@@ -8,14 +8,14 @@ import os
 import socket
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from rawclient import RawClient, socket_path
 
-from aurora_dcc import IpcMessage, IpcMessageType, Unauthorized
+from aurora_dcc import IpcMessage, IpcMessageType
 from aurora_dcc.channel.base import IpcChannel
+from aurora_dcc.errors import Unauthorized
 from aurora_dcc.transport.local_socket import LocalSocketChannel, LocalSocketChannelServer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets (rawclient)")
@@ -24,8 +24,8 @@ WAIT = 5.0
 
 
 @pytest.fixture
-def name() -> str:
-    return f"aurora_pi_{uuid.uuid4().hex[:10]}"
+def name(channel_name: str) -> str:
+    return channel_name  # conftest's unique name, under this file's short fixture name
 
 
 def echo_requests(conn: IpcChannel) -> None:

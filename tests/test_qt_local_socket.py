@@ -158,6 +158,7 @@ def _peak_rss_kib() -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc peak RSS")
+@pytest.mark.subprocess
 def test_frame_over_limit_is_refused_without_buffering_it(qtbot: Any, make_server: Any) -> None:
     limit = 256 * 1024
     attempted = 256 * 1024 * 1024
@@ -214,6 +215,7 @@ def _serve_one_more_client(qtbot: Any, server: QtLocalSocketServer) -> None:
     assert in_thread(qtbot, client)["data"] == "alive"
 
 
+@pytest.mark.subprocess
 def test_client_dying_mid_frame_is_noticed(qtbot: Any, make_server: Any) -> None:
     server = make_server()
     serve_echo(server)
@@ -230,6 +232,7 @@ def test_client_dying_mid_frame_is_noticed(qtbot: Any, make_server: Any) -> None
     _serve_one_more_client(qtbot, server)
 
 
+@pytest.mark.subprocess
 def test_client_sigkilled_mid_stream_is_noticed(qtbot: Any, make_server: Any) -> None:
     server = make_server()
     serve_echo(server)
@@ -247,6 +250,7 @@ def test_client_sigkilled_mid_stream_is_noticed(qtbot: Any, make_server: Any) ->
     _serve_one_more_client(qtbot, server)
 
 
+@pytest.mark.subprocess
 def test_qt_client_sees_sigkilled_server_promptly(qtbot: Any, qapp: Any) -> None:
     name = unique_name()
     child = Child("qt_raw_server.py", resolve_address(name))
@@ -379,6 +383,8 @@ def test_handler_waiting_inside_its_own_delivery_still_gets_its_reply(
 # -- many clients, threads, broadcast, metrics -----------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_fifty_clients_two_thousand_round_trips_each(qtbot: Any, make_server: Any) -> None:
     server = make_server()
     serve_echo(server)
@@ -554,9 +560,9 @@ def test_without_direct_writes_qt_writes_everything_in_order(
     qtbot: Any, make_server: Any, monkeypatch: Any
 ) -> None:
     """Where the descriptor is not written directly (Windows pipes), Qt's own writes do it."""
-    import aurora_dcc.qt.local_socket as qt_local_socket
+    import aurora_dcc.qt.socket_writer as socket_writer
 
-    monkeypatch.setattr(qt_local_socket, "_direct_writes_possible", lambda: False)
+    monkeypatch.setattr(socket_writer, "direct_writes_possible", lambda: False)
     server = make_server()
     server.on_connection(
         lambda conn: conn.on_message(lambda msg: [conn.emit("n", i) for i in range(1000)])
@@ -756,3 +762,38 @@ def test_a_broadcast_right_after_connect_reaches_the_new_client(
         server.emit("welcome", i)
         assert in_thread(qtbot, lambda: client.receive(5.0)).data == i  # noqa: B023
         client.close()
+
+
+def test_a_thread_other_than_the_qt_thread_receives_and_resumes_a_full_inbox(
+    qtbot: Any, make_server: Any
+) -> None:
+    """Off the Qt thread receive() waits on a condition: a message wakes it, a timeout
+    ends it, taking half of a full inbox resumes reading, a close from a third thread
+    ends it with Disconnected."""
+    capacity, total = 20, 200
+    server = make_server(capacity=capacity)
+    client = QtLocalSocketChannel.connect(server.name)
+    conn = server.accept(timeout=5.0)
+    with pytest.raises(ChannelTimeout):
+        in_thread(qtbot, lambda: conn.receive(timeout=0.2))
+    for i in range(total):
+        client.emit("n", i)
+    qtbot.waitUntil(lambda: conn.metrics.snapshot().queue_length >= capacity, timeout=5000)
+    received = in_thread(qtbot, lambda: [conn.receive(timeout=5.0).data for _ in range(total)])
+    assert received == list(range(total))
+
+    outcome: list[BaseException] = []
+
+    def blocked() -> None:
+        try:
+            conn.receive(timeout=10.0)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    receiver = threading.Thread(target=blocked)
+    receiver.start()
+    # Usually after the receiver blocked; Disconnected either way.
+    closer = threading.Thread(target=lambda: (time.sleep(0.05), conn.close()))
+    closer.start()
+    qtbot.waitUntil(lambda: not receiver.is_alive() and not closer.is_alive(), timeout=3000)
+    assert len(outcome) == 1 and isinstance(outcome[0], Disconnected)

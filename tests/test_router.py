@@ -37,7 +37,7 @@ class Lights:
 def setup() -> Iterator[tuple[PluginRouter, Peer, Peer]]:
     a, b = ThreadChannel.pair("plugins")
     registry = HandlerRegistry()
-    host = Peer(a, handlers=registry, name="host")
+    host = Peer(a, registry=registry, name="host")
     client = Peer(b, name="tool")
     router = PluginRouter(registry, emitter=host.emit)
     yield router, host, client
@@ -107,7 +107,7 @@ def test_registering_again_replaces_the_plugin_in_one_ready(
     assert readies == [["exporter:run", "exporter:status"]]  # one change, not three
     assert client.request("exporter:run") == 10
     client.ping()  # the re-sent ready has been handled by now
-    assert client.remote_handlers == ["exporter:run", "exporter:status"]
+    assert client.remote_handler_names == ["exporter:run", "exporter:status"]
 
 
 def test_plugins_emit_namespaced_events_through_the_router(

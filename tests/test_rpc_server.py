@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -16,8 +15,8 @@ from aurora_dcc.transport.local_socket import LocalSocketChannel, LocalSocketCha
 
 
 @pytest.fixture
-def rpc() -> Iterator[RpcServer]:
-    server = LocalSocketChannelServer(f"aurora_test_{uuid.uuid4().hex[:8]}")
+def rpc(channel_name: str) -> Iterator[RpcServer]:
+    server = LocalSocketChannelServer(channel_name)
     with RpcServer(server, name="host") as rpc_server:
         rpc_server.register("add", lambda a, b: a + b)
         yield rpc_server
@@ -89,7 +88,7 @@ def test_a_registry_change_is_announced_once_to_each_client(rpc: RpcServer) -> N
         assert client.request("scene.info", timeout=5.0) == {"nodes": 1}  # after any 2nd ready
         assert len(readies) == 1
         assert readies[0].data["handlers"] == ["add", "scene.info"]
-        assert client.remote_handlers == ["add", "scene.info"]
+        assert client.remote_handler_names == ["add", "scene.info"]
     finally:
         client.channel.close()
 

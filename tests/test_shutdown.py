@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 
 import pytest
+from support import ThreadRunner
 
-from aurora_dcc import ChannelTimeout, ShutdownState, ShuttingDown, ThreadChannel
+from aurora_dcc import ChannelTimeout, ShuttingDown, ThreadChannel
+from aurora_dcc.channel.shutdown import ShutdownState
 
 
 def test_guards_count_in_flight_operations() -> None:
@@ -65,23 +67,11 @@ def test_callbacks_run_once_and_late_ones_run_at_once() -> None:
     assert calls == ["early", "second", "late"]
 
 
-def test_one_state_shuts_down_several_channels() -> None:
+def test_one_state_shuts_down_several_channels(run_in_thread: ThreadRunner) -> None:
     state = ShutdownState()
     jobs = ThreadChannel("jobs", shutdown_state=state, send_timeout=None)
     events = ThreadChannel("events", shutdown_state=state, send_timeout=None)
-    errors: list[BaseException] = []
-
-    def wait(channel: ThreadChannel) -> None:
-        try:
-            channel.receive()
-        except ShuttingDown as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=wait, args=(c,)) for c in (jobs, events)]
-    for t in threads:
-        t.start()
+    waiters = [run_in_thread.start(channel.receive) for channel in (jobs, events)]
     jobs.shutdown()
-    for t in threads:
-        t.join(2)
-    assert len(errors) == 2
+    assert [type(waiter.exception(2)) for waiter in waiters] == [ShuttingDown, ShuttingDown]
     assert events.is_shutdown()

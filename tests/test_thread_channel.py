@@ -7,30 +7,16 @@ import threading
 import time
 
 import pytest
+from support import ThreadRunner
 
 from aurora_dcc import (
     ChannelTimeout,
     IpcChannel,
     IpcMessage,
-    SendFailed,
     ShuttingDown,
     ThreadChannel,
 )
-
-
-def run_in_thread(target: object) -> tuple[threading.Thread, dict[str, object]]:
-    """Run ``target()`` in a thread; its result or exception lands in the dict."""
-    outcome: dict[str, object] = {}
-
-    def runner() -> None:
-        try:
-            outcome["result"] = target()  # type: ignore[operator]
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=runner, daemon=True)
-    thread.start()
-    return thread, outcome
+from aurora_dcc.errors import SendFailed
 
 
 def test_pair_ends_are_named_and_connected() -> None:
@@ -50,7 +36,9 @@ def test_single_channel_is_a_loopback_queue() -> None:
     assert msg.type == "data" and msg.data == {"n": 1}
 
 
-def test_100k_messages_across_threads_arrive_in_order_without_loss() -> None:
+def test_100k_messages_across_threads_arrive_in_order_without_loss(
+    run_in_thread: ThreadRunner,
+) -> None:
     a, b = ThreadChannel.pair("bulk", capacity=1000)
     count = 100_000
 
@@ -58,10 +46,9 @@ def test_100k_messages_across_threads_arrive_in_order_without_loss() -> None:
         for i in range(count):
             a.send(IpcMessage("data", i))
 
-    producer, outcome = run_in_thread(produce)
+    producer = run_in_thread.start(produce)
     received = [b.receive(timeout=10).data for _ in range(count)]
-    producer.join(10)
-    assert "error" not in outcome
+    producer.result(10)
     assert received == list(range(count))
     assert b.try_receive() is None
     snap = b.metrics.snapshot()
@@ -79,7 +66,7 @@ def test_receive_times_out_with_channel_timeout_which_is_a_timeout_error() -> No
     assert 0.04 <= time.monotonic() - started < 2
 
 
-def test_full_queue_waits_for_room_then_raises_send_failed() -> None:
+def test_full_queue_waits_for_room_then_raises_send_failed(run_in_thread: ThreadRunner) -> None:
     a, b = ThreadChannel.pair("tight", capacity=2)
     a.send(IpcMessage("data", 1))
     a.send(IpcMessage("data", 2))
@@ -90,10 +77,9 @@ def test_full_queue_waits_for_room_then_raises_send_failed() -> None:
     # And a blocked sender proceeds as soon as there is room.
     a.send(IpcMessage("data", 4))
     a.send(IpcMessage("data", 5))
-    sender, outcome = run_in_thread(lambda: a.send(IpcMessage("data", 6), timeout=5))
+    sender = run_in_thread.start(lambda: a.send(IpcMessage("data", 6), timeout=5))
     assert b.receive(timeout=1).data == 4
-    sender.join(5)
-    assert "error" not in outcome
+    sender.result(5)
     assert [b.receive(timeout=1).data for _ in range(2)] == [5, 6]
 
 
@@ -104,26 +90,26 @@ def test_default_send_timeout_comes_from_the_channel() -> None:
         a.send(IpcMessage("data", 2))
 
 
-def test_shutdown_wakes_a_blocked_sender_and_a_waiting_receiver_promptly() -> None:
+def test_shutdown_wakes_a_blocked_sender_and_a_waiting_receiver_promptly(
+    run_in_thread: ThreadRunner,
+) -> None:
     a, _b = ThreadChannel.pair("stop", capacity=1, send_timeout=None)
     a.send(IpcMessage("data", 1))  # b's queue is now full
     idle = ThreadChannel("idle", send_timeout=None)
-    sender, sent = run_in_thread(lambda: a.send(IpcMessage("data", 2)))
-    receiver, received = run_in_thread(lambda: idle.receive())
+    sender = run_in_thread.start(lambda: a.send(IpcMessage("data", 2)))
+    receiver = run_in_thread.start(lambda: idle.receive())
     # Wait until both are really blocked: the queues count their waiters.
     deadline = time.monotonic() + 5
     while not (a._outbox._room_waiters and idle._inbox._item_waiters):
         assert time.monotonic() < deadline, "the threads never blocked"
         time.sleep(0.001)
-    assert sender.is_alive() and receiver.is_alive()
+    assert not sender.done() and not receiver.done()
     started = time.monotonic()
     a.shutdown()
     idle.shutdown()
-    sender.join(2)
-    receiver.join(2)
+    assert isinstance(sender.exception(2), ShuttingDown)
+    assert isinstance(receiver.exception(2), ShuttingDown)
     assert time.monotonic() - started < 1
-    assert isinstance(sent["error"], ShuttingDown)
-    assert isinstance(received["error"], ShuttingDown)
 
 
 def test_shutdown_is_shared_by_a_pair_and_keeps_queued_messages() -> None:
@@ -139,7 +125,9 @@ def test_shutdown_is_shared_by_a_pair_and_keeps_queued_messages() -> None:
     assert b.try_receive() is None
 
 
-def test_wait_for_drain_waits_for_in_flight_guards_and_consumption() -> None:
+def test_wait_for_drain_waits_for_in_flight_guards_and_consumption(
+    run_in_thread: ThreadRunner,
+) -> None:
     a, b = ThreadChannel.pair("drain")
     guard = a.shutdown_state.begin_operation()
     with pytest.raises(ChannelTimeout):
@@ -148,9 +136,9 @@ def test_wait_for_drain_waits_for_in_flight_guards_and_consumption() -> None:
     a.send(IpcMessage("data", 1))
     with pytest.raises(ChannelTimeout, match="still queued"):
         a.wait_for_drain(timeout=0.05)
-    consumer, _ = run_in_thread(lambda: b.receive(timeout=5))
+    consumer = run_in_thread.start(lambda: b.receive(timeout=5))
     a.wait_for_drain(timeout=5)
-    consumer.join(5)
+    consumer.result(5)
     assert b.try_receive() is None
 
 
@@ -271,7 +259,9 @@ def test_latency_is_sampled_from_the_first_message_on_and_under_backlog() -> Non
     assert snap.avg_latency_ms >= 15 and snap.max_latency_ms >= snap.avg_latency_ms
 
 
-def test_many_senders_and_receivers_through_a_small_queue_lose_nothing() -> None:
+def test_many_senders_and_receivers_through_a_small_queue_lose_nothing(
+    run_in_thread: ThreadRunner,
+) -> None:
     """Senders often find the queue full, receivers often find it empty: every
     wake-up between them must arrive. A lost one leaves a thread waiting until
     its timeout (10 s) although messages or room came meanwhile."""
@@ -303,19 +293,17 @@ def test_many_senders_and_receivers_through_a_small_queue_lose_nothing() -> None
                     a.send(extra)
                 return
 
-    workers = [run_in_thread(lambda s=s: send(s)) for s in range(senders)]
+    workers = [run_in_thread.start(send, s) for s in range(senders)]
     receivers = [
-        run_in_thread(lambda: receive(received[0], 1)),
-        run_in_thread(lambda: receive(received[1], 16)),
+        run_in_thread.start(receive, received[0], 1),
+        run_in_thread.start(receive, received[1], 16),
     ]
-    for thread, outcome in workers:
-        thread.join(30)
-        assert "error" not in outcome, outcome
+    for worker in workers:
+        worker.result(30)
     a.send(IpcMessage("bye"))
     a.send(IpcMessage("bye"))
-    for thread, outcome in receivers:
-        thread.join(30)
-        assert not thread.is_alive() and "error" not in outcome, outcome
+    for receiver in receivers:
+        receiver.result(30)
     everything = received[0] + received[1]
     assert len(everything) == senders * per_sender
     assert longest_wait[0] < 5.0  # messages and room kept coming: nobody waits that long
@@ -330,18 +318,21 @@ def test_many_senders_and_receivers_through_a_small_queue_lose_nothing() -> None
     assert capacity <= b.metrics.snapshot().peak_queue_length <= capacity + senders
 
 
-def test_wait_for_drain_returns_once_a_receiver_on_another_thread_took_everything() -> None:
+def test_wait_for_drain_returns_once_a_receiver_on_another_thread_took_everything(
+    run_in_thread: ThreadRunner,
+) -> None:
     a, b = ThreadChannel.pair("drain")
     for i in range(5000):
         a.send(IpcMessage("data", i))
-    taker, outcome = run_in_thread(lambda: [b.receive(timeout=5) for _ in range(5000)])
+    taker = run_in_thread.start(lambda: [b.receive(timeout=5) for _ in range(5000)])
     a.wait_for_drain(timeout=10)
     assert len(b._inbox) == 0
-    taker.join(10)
-    assert "error" not in outcome
+    taker.result(10)
 
 
-def test_the_wake_up_callback_comes_once_after_the_receiver_asks_for_it() -> None:
+def test_the_wake_up_callback_comes_once_after_the_receiver_asks_for_it(
+    run_in_thread: ThreadRunner,
+) -> None:
     a, b = ThreadChannel.pair("wake")
     wakes: list[int] = []
     b.set_wakeup(lambda: wakes.append(len(wakes)))
@@ -350,8 +341,6 @@ def test_the_wake_up_callback_comes_once_after_the_receiver_asks_for_it() -> Non
     assert not b.wake_on_next_send()  # a message waits: take it first
     assert b.receive(timeout=1).data == 1
     assert b.wake_on_next_send()
-    sender, outcome = run_in_thread(lambda: [a.send(IpcMessage("data", n)) for n in range(3)])
-    sender.join(5)
-    assert "error" not in outcome
+    run_in_thread(lambda: [a.send(IpcMessage("data", n)) for n in range(3)], timeout=5)
     assert wakes == [0]  # one wake-up for the burst
     assert [m.data for m in b.try_receive_many(10)] == [0, 1, 2]

@@ -4,6 +4,7 @@
 request for ``block`` is never answered; ``late`` is answered after
 ``data["after"]`` seconds; ``hang_up`` closes the connection after
 ``data["after"]`` seconds. Clients find it with ``connect(retry=...)``.
+It closes its server and exits when its stdin closes (``support.stop_child``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def serve(conn: IpcChannel) -> None:
 def main() -> int:
     server = LocalSocketChannelServer(sys.argv[1])
     server.on_connection(serve)
-    threading.Event().wait()  # until killed
+    sys.stdin.read()  # until the test closes our stdin (or dies): then remove the socket
+    server.close()
     return 0
 
 
