@@ -21,8 +21,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict aurora_dcc
 
+# Everything by default; e.g. `make test PYTEST_ARGS='-m "not slow"'` for a quick loop.
+# tests/conftest.py fails the run if a test leaves a file in $TMPDIR.
+PYTEST_ARGS ?=
+
 test: lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
@@ -30,6 +34,25 @@ demo: $(STAMP)
 bench: $(STAMP)
 	-$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) bench/run.py
+
+# Blender. `make blender-deps` installs what tests/test_blender_app.py runs (the Blender
+# application, Xvfb, xauth) with apt-get when missing (root on Debian/Ubuntu; elsewhere it
+# says so and those tests are skipped). The bpy module comes with the test extra.
+# `make blender-addon` builds dist/aurora_dcc_blender-<version>.zip (hosts/README.md).
+.PHONY: blender-deps blender-addon
+
+blender-deps:
+	@if command -v blender >/dev/null && command -v xvfb-run >/dev/null && command -v xauth >/dev/null; then \
+		echo "blender-deps: blender, xvfb-run and xauth are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q blender xvfb xauth; \
+	else \
+		echo "blender-deps: cannot install blender xvfb xauth here (needs apt-get as root);" \
+			"the Blender application tests will be skipped" >&2; exit 1; \
+	fi
+
+blender-addon:
+	$(PYTHON) hosts/build_blender_addon.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
