@@ -3,6 +3,8 @@
 Speed itself is not asserted (a shared machine makes timings noise); what is
 asserted is that every transport of ``bench/bench_transports.py`` produced
 figures or was reported as not installed, so the harness cannot silently rot.
+``bench/bench_blender.py --quick`` likewise prints every row, or says why
+Blender cannot run here (then the test is skipped with that reason).
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import os
 import re
 import subprocess
 import sys
+
+import pytest
+
+pytestmark = [pytest.mark.perf, pytest.mark.slow, pytest.mark.subprocess]
 
 BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
 FIGURES = re.compile(r"\s+\d+\.\d\s+\d+\.\d\s+(\d+|nan)\s+[\d,]+\s")  # p50 p99 cpu msg/s
@@ -44,3 +50,25 @@ def test_every_transport_row_runs_in_quick_mode() -> None:
             continue  # the bench extra is optional
         assert FIGURES.search(row[len(label) :]), row
     assert any(line.startswith("targets") for line in lines), proc.stdout
+
+
+BLENDER_ROWS = ("timer poll 0.0", "blender-mcp style", "poll + wake", "host, wake", "host, no wake")
+BLENDER_FIGURES = re.compile(r"(\s+\d+\.\d+){8}")  # b2b p50 p99 x x, random p50 p99 x x
+
+
+def test_blender_bench_runs_in_quick_mode_or_says_why_not() -> None:
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "bench_blender.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    if proc.stdout.startswith("skipped: "):
+        pytest.skip(f"bench_blender.py {proc.stdout.strip()}")
+    lines = proc.stdout.splitlines()
+    for label in BLENDER_ROWS:
+        (row,) = [line for line in lines if line.startswith(label + " ")]
+        assert BLENDER_FIGURES.match(row[len(label) :]), row
+    for needed in ("16 ms frame timer", "during 1,000 pipelined", "idle CPU", "targets: "):
+        assert any(needed in line for line in lines), (needed, proc.stdout)
