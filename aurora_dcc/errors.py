@@ -17,6 +17,7 @@ Usage::
 
 from __future__ import annotations
 
+import reprlib
 from enum import IntEnum
 from typing import Any, Optional
 
@@ -33,7 +34,39 @@ __all__ = [
     "ShuttingDown",
     "Unauthorized",
     "UnsupportedProtocol",
+    "peer_repr",
 ]
+
+# Bounds for text made of peer data: a few levels deep, a few items wide.
+_peer_repr = reprlib.Repr()
+_peer_repr.maxlevel = 4
+_peer_repr.maxstring = 200
+_peer_repr.maxother = 200
+_peer_repr.maxlong = 60
+for _attr in ("maxdict", "maxlist", "maxtuple", "maxset", "maxfrozenset", "maxdeque"):
+    setattr(_peer_repr, _attr, 12)
+
+PEER_REPR_LIMIT = 1000
+"""The longest text ``peer_repr`` returns."""
+
+
+def peer_repr(value: Any) -> str:
+    """A ``repr`` of data from a peer, bounded in depth and size: for logs and error texts.
+
+    Whatever a peer sent (a deeply nested ``error.data``, a 16 MiB string), the
+    result is at most ``PEER_REPR_LIMIT`` characters and never recurses deeply.
+
+    Usage::
+
+        log.warning("error from the other side: %s", peer_repr(msg.error))
+    """
+    try:
+        text = _peer_repr.repr(value)
+    except Exception as exc:  # a value's own __repr__ may fail; the log line must not
+        text = f"<{type(value).__name__}: repr failed: {type(exc).__name__}>"
+    if len(text) > PEER_REPR_LIMIT:
+        text = text[: PEER_REPR_LIMIT - 3] + "..."
+    return text
 
 
 class ErrorCode(IntEnum):
@@ -111,7 +144,8 @@ class IpcError:
         return hash((self.code, self.message))
 
     def __repr__(self) -> str:
-        return f"IpcError({self.code}, {self.message!r}, data={self.data!r})"
+        # Bounded: an error's message and data come from the peer and end up in logs.
+        return f"IpcError({self.code}, {peer_repr(self.message)}, data={peer_repr(self.data)})"
 
 
 class IpcChannelError(Exception):

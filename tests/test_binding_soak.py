@@ -1,8 +1,9 @@
 """Soak test of the Qt binding under DccIpcChannel's wake path.
 
-PySide6 6.12.0 on CPython 3.11 drops a reference to None on every
+PySide6 6.12.0 on CPython 3.11 drops a reference to None or True on every
 ``processEvents()`` and queued delivery and aborts after ~2,000 of them
-("Fatal Python error: none_dealloc"). The loop runs in a child process so that
+("Fatal Python error: bool_dealloc", the name every run here shows, or
+"none_dealloc", whichever count runs out first). The loop runs in a child process so that
 such an abort is a clear failure here rather than the end of the test run.
 Measured: fails on 6.12.0 (the child aborts within a second), passes on 6.11.3
 (drift of None's refcount: 2), which is why pyproject pins ``<6.12``.

@@ -8,10 +8,10 @@ import tracemalloc
 
 import pytest
 
-from aurora_dcc import ErrorCode, IpcMessage
+from aurora_dcc import ErrorCode, IpcMessage, IpcMessageType
 from aurora_dcc.errors import MessageTooLarge
 from aurora_dcc.protocol import codec as codec
-from aurora_dcc.protocol.framing import FrameDecoder, encode_frame
+from aurora_dcc.protocol.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
 from aurora_dcc.transport.address import AddressInUse, claim_address, resolve_address
 from aurora_dcc.transport.connection import StreamSession
 
@@ -130,11 +130,15 @@ def test_frame_over_the_limit_is_answered_with_message_too_large_and_closed() ->
     assert server.must_close
 
 
-def test_resolve_address_matches_qlocalserver(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TMPDIR", "/var/tmp/")
-    assert resolve_address("auroraview_4711") == "/var/tmp/auroraview_4711"
-    monkeypatch.delenv("TMPDIR")
-    assert resolve_address("auroraview_4711") == "/tmp/auroraview_4711"
+def test_resolve_address_puts_relative_names_in_the_private_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", f"{tmp_path}/")
+    private = os.path.join(str(tmp_path), f"aurora_dcc-{os.geteuid()}")
+    assert resolve_address("auroraview_4711") == os.path.join(private, "auroraview_4711")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert resolve_address("a") == os.path.join(str(tmp_path), "aurora_dcc", "a")
     assert resolve_address("/run/x.sock") == "/run/x.sock"
     with pytest.raises(ValueError, match="longer"):
         resolve_address("n" * 200)
@@ -145,8 +149,10 @@ def test_claim_address_replaces_a_stale_socket_but_never_a_live_one(tmp_path: ob
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(path)
     stale.close()  # a crashed server leaves its file behind
-    assert claim_address(path) == path
+    claim = claim_address(path)
+    assert claim.address == path
     assert not os.path.exists(path)
+    claim.release()
     live = socket.socket(socket.AF_UNIX)
     live.bind(path)
     live.listen(1)
@@ -161,3 +167,18 @@ def test_claim_address_replaces_a_stale_socket_but_never_a_live_one(tmp_path: ob
 def test_codec_backend_is_chosen_once() -> None:
     assert codec.BACKEND in ("orjson", "json")
     assert codec.loads(codec.dumps({"a": [1, "é"]})) == {"a": [1, "é"]}
+
+
+def test_a_reply_over_the_limit_is_answered_short_and_the_read_goes_on() -> None:
+    """A ping whose id fits the limit, but whose pong (with its ``data``) does not."""
+    server = StreamSession(server=True)
+    huge_id = "i" * (DEFAULT_MAX_FRAME - len('{"type":"ping","id":""}'))
+    ping = b'{"type":"ping","id":"' + huge_id.encode() + b'"}'
+    assert len(ping) == DEFAULT_MAX_FRAME
+    server.feed(ping + b'\n{"type":"ping","id":"after"}\n')
+    replies = [IpcMessage.from_json(line) for line in server.take_output().splitlines()]
+    assert len(replies) == 2
+    assert replies[0].error is not None
+    assert replies[0].error.code == ErrorCode.MESSAGE_TOO_LARGE
+    assert (replies[1].type, replies[1].id) == (IpcMessageType.PONG, "after")
+    assert not server.must_close

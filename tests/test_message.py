@@ -171,3 +171,12 @@ def test_event_frame_is_the_frame_of_event_message() -> None:
     assert IpcMessage.from_json(IpcMessage.event_frame("tick")).data == {}
     with pytest.raises(SerializationError, match="cannot encode event message"):
         IpcMessage.event_frame("bad", {"not json": {1, 2}})
+
+
+def test_errors_about_a_frame_quote_its_fields_bounded() -> None:
+    """The error text for a 1 MB unknown ``type`` stays short: the reply must fit any limit."""
+    with pytest.raises(SerializationError) as info:
+        IpcMessage.from_json(b'{"type":"' + b"t" * 1_000_000 + b'","id":"x"}')
+    assert info.value.message_id == "x"
+    assert len(str(info.value)) < 2_000
+    assert len(repr(IpcMessage.request("m", {"blob": "b" * 1_000_000}))) < 2_000

@@ -16,6 +16,7 @@ from rawclient import RawClient, socket_path
 from aurora_dcc import IpcMessage, IpcMessageType
 from aurora_dcc.channel.base import IpcChannel
 from aurora_dcc.errors import Unauthorized
+from aurora_dcc.rpc.peer import HandlerRegistry, IpcCallError, Peer
 from aurora_dcc.transport.local_socket import LocalSocketChannel, LocalSocketChannelServer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets (rawclient)")
@@ -196,3 +197,36 @@ def test_our_client_against_a_stdlib_server_written_from_the_protocol(name: str)
     finally:
         listener.close()
         os.unlink(path)
+
+
+def test_every_request_gets_an_answer_even_when_the_reply_is_over_the_limit(name: str) -> None:
+    """A result over the frame limit answers -32004; an error whose message and traceback
+    are over it is trimmed, keeping its code: the caller never waits for its timeout."""
+    registry = HandlerRegistry()
+    registry.register("big", lambda: "x" * 10_000)
+
+    def raises_big() -> None:
+        raise ValueError("y" * 10_000)
+
+    registry.register("raises_big", raises_big)
+    registry.register("fails_big", lambda: _raise_call_error({"blob": "z" * 10_000}))
+    with LocalSocketChannelServer(name, max_frame=4096) as server:
+        server.on_connection(lambda conn: Peer(conn, registry=registry, name="host"))
+        with RawClient.connect(name) as raw:
+            raw.hello()
+            big = raw.request("big", id="b1")
+            assert big["id"] == "b1" and big["error"]["code"] == -32004
+            assert "too large" in big["error"]["message"]
+            raised = raw.request("raises_big", id="b2")
+            assert raised["id"] == "b2" and raised["error"]["code"] == -32603
+            assert raised["error"]["data"]["type"] == "ValueError"
+            assert len(json.dumps(raised)) < 4096
+            failed = raw.request("fails_big", id="b3")
+            assert failed["id"] == "b3" and failed["error"]["code"] == -32001
+            assert raw.request("big_method_name" * 200, id="b4")["error"]["code"] == -32601
+            raw.send({"type": "ping", "id": "after"})
+            assert raw.recv(timeout=WAIT)["id"] == "after"  # the connection still serves
+
+
+def _raise_call_error(data: object) -> None:
+    raise IpcCallError(-32001, "custom failure " + "w" * 5000, data)

@@ -18,7 +18,7 @@ import os
 from enum import Enum
 from typing import Any, Optional
 
-from ..errors import ErrorCode, IpcError, SerializationError
+from ..errors import ErrorCode, IpcError, SerializationError, peer_repr
 from . import codec
 
 __all__ = ["IpcMessage", "IpcMessageType", "new_message_id"]
@@ -247,7 +247,8 @@ class IpcMessage:
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items() if k != "type")
+        # Bounded: a message's fields come from the peer and end up in logs.
+        fields = ", ".join(f"{k}={peer_repr(v)}" for k, v in self.to_dict().items() if k != "type")
         return f"IpcMessage({self.type.value}{', ' if fields else ''}{fields})"
 
 
@@ -273,7 +274,7 @@ def _check(obj: Any) -> None:
         reason = "missing field 'type'" if raw_type is None else "field 'type' must be a string"
         raise SerializationError(reason, message_id=msg_id)
     if raw_type not in _TYPES:
-        raise SerializationError(f"unknown message type {raw_type!r}", message_id=msg_id)
+        raise SerializationError(f"unknown message type {peer_repr(raw_type)}", message_id=msg_id)
     if raw_id is not None and msg_id is None:
         raise SerializationError("field 'id' must be a string")
     for field in ("method", "event"):

@@ -65,7 +65,7 @@ import time
 from typing import Any, Callable, Optional
 
 from ..channel.base import IpcChannel
-from ..errors import ErrorCode, IpcChannelError
+from ..errors import ErrorCode, IpcChannelError, peer_repr
 from ..protocol.handshake import default_peer_name, ready_message
 from ..protocol.message import IpcMessage, IpcMessageType
 from .call_error import IpcCallError
@@ -353,7 +353,9 @@ class Peer:
                     handler(event, msg.data)
                 except Exception:
                     self.channel.metrics.record_error()
-                    log.exception("peer %r: event handler for %r raised", self.name, event)
+                    log.exception(
+                        "peer %r: event handler for %s raised", self.name, peer_repr(event)
+                    )
 
     def _on_channel_shutdown(self) -> None:
         self._calls.fail_all("the channel shut down")

@@ -24,7 +24,7 @@ import time
 from typing import Any, Callable, Optional
 
 from ..channel.base import IpcChannel
-from ..errors import ErrorCode, IpcChannelError
+from ..errors import ErrorCode, IpcChannelError, peer_repr
 from ..protocol.message import IpcMessage, new_message_id
 from .call_error import IpcCallError
 
@@ -274,11 +274,19 @@ class PendingCalls:
         if call is None or call.method is None:
             if msg.error is not None and self.closed_reason is None:
                 self.channel.metrics.record_error()
-                log.warning("peer %r: error from the other side: %r", self.name, msg.error)
+                log.warning(
+                    "peer %r: error from the other side: %s", self.name, peer_repr(msg.error)
+                )
             elif msg.error is not None:  # its call was failed by the close already
-                log.debug("peer %r: error for a call the close failed: %r", self.name, msg.error)
+                log.debug(
+                    "peer %r: error for a call the close failed: %s",
+                    self.name,
+                    peer_repr(msg.error),
+                )
             else:
-                log.debug("peer %r: response to no pending request (%s)", self.name, msg_id)
+                log.debug(
+                    "peer %r: response to no pending request (%s)", self.name, peer_repr(msg_id)
+                )
             return
         self.channel.metrics.record_latency(_perf() - call.sent_at)
         if msg.error is not None:

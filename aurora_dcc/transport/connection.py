@@ -108,7 +108,14 @@ class StreamSession:
         return out
 
     def _reply(self, msg: IpcMessage) -> None:
-        self.output.append(encode_frame(msg))
+        try:
+            frame = encode_frame(msg)
+        except IpcChannelError as exc:
+            # A reply echoing peer data (a pong's id) over the limit: answer it short, and
+            # go on with the rest of the read.
+            self.metrics.record_error()
+            frame = encode_frame(IpcMessage.error_response(None, exc.code, "reply too large"))
+        self.output.append(frame)
 
     # -- input -------------------------------------------------------------
 

@@ -8,8 +8,8 @@ delivered on the main thread; then the main thread calls ``processEvents()``
 PROCESS_EVENTS more times. Prints one JSON line: the drift of
 ``sys.getrefcount(None)`` and ``sys.getrefcount(True)`` over the run, the counts,
 and the binding's version. PySide6 6.12.0 (CPython 3.11) drops a reference to
-None on each delivery and aborts with "Fatal Python error: none_dealloc" long
-before the end; a sound binding exits 0 with a drift near zero.
+None or True on each delivery and aborts with "Fatal Python error: bool_dealloc"
+(or "none_dealloc") long before the end; a sound binding exits 0 with a drift near zero.
 """
 
 from __future__ import annotations
