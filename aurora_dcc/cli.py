@@ -82,7 +82,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     try:
         channel = LocalSocketChannel.connect(args.channel, token=args.token, timeout=args.timeout)
-    except IpcChannelError as exc:
+    except (IpcChannelError, OSError) as exc:  # one line, no traceback (e.g. a bad name)
         sys.stderr.write(f"aurora-dcc: cannot connect to {args.channel!r}: {exc}\n")
         return 1
     peer = Peer(channel, timeout=args.timeout, session_started=True)

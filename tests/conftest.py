@@ -82,6 +82,8 @@ _ORIGINAL_TMPDIR = os.environ.get("TMPDIR")
 # Short: socket paths have a length limit. The pid names the run for the sweep above.
 _RUN_TMPDIR = tempfile.mkdtemp(prefix=f"aurora-{os.getpid()}-")
 os.environ["TMPDIR"] = _RUN_TMPDIR
+# Relative channel names then live in $TMPDIR/aurora_dcc-<uid>, checked below too.
+os.environ.pop("XDG_RUNTIME_DIR", None)
 
 _appeared_after: dict[str, str] = {}  # leftover entry -> the test after which it appeared
 _last_started = ["(no test)"]
@@ -91,9 +93,18 @@ def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
     _last_started[0] = nodeid
 
 
+def _leftovers() -> list[str]:
+    """Entries of the private $TMPDIR and of the channel directory inside it."""
+    channels = f"aurora_dcc-{os.geteuid()}" if os.name != "nt" else ""
+    entries = [entry for entry in os.listdir(_RUN_TMPDIR) if entry != channels]
+    if channels and os.path.isdir(os.path.join(_RUN_TMPDIR, channels)):
+        entries += [f"{channels}/{e}" for e in os.listdir(os.path.join(_RUN_TMPDIR, channels))]
+    return entries
+
+
 def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
     """Note which test each new entry of the private $TMPDIR appeared after."""
-    for entry in os.listdir(_RUN_TMPDIR):
+    for entry in _leftovers():
         _appeared_after.setdefault(entry, nodeid)
 
 
@@ -102,8 +113,8 @@ def no_files_left_in_tmpdir() -> Iterator[None]:
     """Fail the run if tests leave files (socket files above all) in $TMPDIR."""
     yield
     # Children stopped by the last tests may still be removing their sockets.
-    wait_until(lambda: not os.listdir(_RUN_TMPDIR), timeout=2.0)
-    left = sorted(os.listdir(_RUN_TMPDIR))
+    wait_until(lambda: not _leftovers(), timeout=2.0)
+    left = sorted(_leftovers())
     if left:
         last = _last_started[0]  # its teardown runs this check: it is not logged finished yet
         lines = [

@@ -22,10 +22,15 @@ from typing import Any, Optional
 
 
 def socket_path(name: str) -> str:
-    """PROTOCOL.md, "Transport": ``<temp dir>/<name>`` unless ``name`` is absolute."""
+    """PROTOCOL.md, "Transport" (1.1): ``name`` if absolute, else inside the private
+    directory ``$XDG_RUNTIME_DIR/aurora_dcc`` or ``<temp dir>/aurora_dcc-<uid>``."""
     if os.path.isabs(name):
         return name
-    return os.path.join(os.path.normpath(os.environ.get("TMPDIR") or "/tmp"), name)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        return os.path.join(os.path.normpath(runtime), "aurora_dcc", name)
+    temp = os.path.normpath(os.environ.get("TMPDIR") or "/tmp")
+    return os.path.join(temp, f"aurora_dcc-{os.geteuid()}", name)
 
 
 class RawClient:

@@ -223,7 +223,7 @@ def test_block_runs(block: Block, private_tmpdir: str, tmp_path: Path) -> None:
     script.write_text("\n" * (block.line - 1) + block.code, encoding="utf-8")
     host_name = HOST_MARKER.match(block.note) if block.marker == "run" else None
     host = (
-        _Host(os.path.join(private_tmpdir, host_name.group(1)), env, tmp_path / "host.log")
+        _Host(host_name.group(1), env, tmp_path / "host.log")  # resolved in env's TMPDIR
         if host_name is not None
         else None
     )

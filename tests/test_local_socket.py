@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import stat
 import sys
 import threading
@@ -23,7 +24,7 @@ from aurora_dcc import (
 )
 from aurora_dcc.errors import MessageTooLarge, Unauthorized
 from aurora_dcc.transport import socket_channel
-from aurora_dcc.transport.address import AddressInUse
+from aurora_dcc.transport.address import AddressInUse, resolve_address
 from aurora_dcc.transport.local_socket import (
     LocalSocketChannel,
     LocalSocketChannelServer,
@@ -241,12 +242,19 @@ def test_a_second_server_on_a_live_name_fails_naming_the_first(
 def test_a_stale_socket_file_is_replaced_and_close_leaves_a_newer_server_alone(
     name: str,
 ) -> None:
+    path = resolve_address(name)
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(path)
+    dead.close()  # a dead server's file: nobody listens, nobody holds the name's lock
     first = LocalSocketChannelServer(name)
-    path = first.address
-    first._listener._sock.close()  # as if the process had died: the file stays, nobody listens
-    second = LocalSocketChannelServer(name)
-    first.close()  # must not remove the second server's socket file
-    with second, LocalSocketChannel.connect(name, timeout=WAIT):
+    os.unlink(path)  # someone removed the first server's file ...
+    newer = socket.socket(socket.AF_UNIX)
+    newer.bind(path)  # ... and another (lock-less) server took the path
+    first.close()  # must not remove the newer socket file
+    assert os.path.exists(path)
+    newer.close()
+    os.unlink(path)
+    with LocalSocketChannelServer(name) as second, LocalSocketChannel.connect(name, timeout=WAIT):
         assert second.accept(timeout=WAIT).is_connected  # type: ignore[attr-defined]
     assert not os.path.exists(path)
 

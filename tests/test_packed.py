@@ -21,7 +21,7 @@ from aurora_dcc.errors import ErrorCode
 from aurora_dcc.process.backend import BackendError, BackendHandle, connect_backend, spawn_backend
 from aurora_dcc.rpc.peer import HandlerRegistry, IpcCallError
 from aurora_dcc.rpc.server import RpcServer
-from aurora_dcc.transport.address import temp_dir
+from aurora_dcc.transport.address import runtime_dir
 
 pytestmark = pytest.mark.subprocess  # all but one test start a backend process
 
@@ -225,7 +225,7 @@ def test_backend_exits_when_its_host_does(
         finally:
             host.kill()
             # A SIGKILLed host cannot remove its socket file; don't leave it in /tmp.
-            for stale in glob.glob(os.path.join(temp_dir(), f"auroraview_{host.pid}_*")):
+            for stale in glob.glob(os.path.join(runtime_dir(), f"auroraview_{host.pid}_*")):
                 os.unlink(stale)
 
 

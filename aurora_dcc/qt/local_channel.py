@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket as pysocket
 import threading
 import time
 from typing import Any, Callable, Optional, Union
@@ -27,10 +28,10 @@ from typing import Any, Callable, Optional, Union
 from qtpy import QtNetwork
 
 from ..channel.base import Waitable
-from ..errors import Disconnected
+from ..errors import ChannelTimeout, Disconnected
 from ..protocol.framing import DEFAULT_MAX_FRAME
 from ..protocol.message import IpcMessage
-from ..transport.address import resolve_address
+from ..transport.address import check_server_uid, is_windows, resolve_address
 from ..transport.retry import RetryPolicy, retrying
 from ..transport.stream import StreamChannel
 from .compat import is_alive, local_socket_error_signal
@@ -87,8 +88,10 @@ class QtLocalSocketChannel(StreamChannel):
         capacity: int = 10_000,
         on_established: Optional[Callable[[QtLocalSocketChannel], None]] = None,
         on_closed: Optional[Callable[[QtLocalSocketChannel], None]] = None,
+        max_send_buffer: Optional[int] = None,
     ) -> None:
-        """Wrap a connected ``socket``; use :meth:`connect` or a server instead."""
+        """Wrap a connected ``socket``; use :meth:`connect` or a server instead
+        (``max_send_buffer``: a server connection's output bound, see ``QtSocketWriter``)."""
         super().__init__(
             name,
             server=server,
@@ -106,7 +109,7 @@ class QtLocalSocketChannel(StreamChannel):
         self._owner = threading.get_ident()
         self._loop_waiter = LoopWaiter()
         self._invoker = Invoker()
-        self._writer = QtSocketWriter(socket, name, self.metrics, self._invoker)
+        self._writer = QtSocketWriter(socket, name, self.metrics, self._invoker, max_send_buffer)
         self._reading = 0  # depth of our readyRead slot: Qt does not re-emit it meanwhile
         self._state.on_shutdown(self._on_shutdown)
         # Bounded, so that while reading is paused Qt stops reading too and the
@@ -139,6 +142,10 @@ class QtLocalSocketChannel(StreamChannel):
         when the server does not answer, ``Disconnected`` when nobody serves
         ``name`` after the attempts of ``retry`` (a ``RetryPolicy``, a number of
         attempts, or ``None`` for one; back-off waits keep the Qt loop running).
+
+        A server whose backlog stays full (it accepts nobody) within ``timeout`` is
+        ``ChannelTimeout``; a server run by another user is ``UntrustedServer`` (nothing
+        is sent to it); a name no server could use is ``InvalidChannelName``.
         """
         require_app()
         address = resolve_address(name)
@@ -182,6 +189,11 @@ class QtLocalSocketChannel(StreamChannel):
 
     def _write_frames(self, data: bytes, count: int) -> None:
         self._writer.send(data, count)
+
+    def _send_broadcast(self, frame: bytes) -> None:
+        if self._closed:
+            raise self._closed_error()
+        self._writer.send_broadcast(frame)  # drops this client if it fell too far behind
 
     def _write_output(self) -> None:
         # Protocol output (ready, pong, error replies) is not counted as sent; inside
@@ -365,13 +377,46 @@ class QtLocalSocketChannel(StreamChannel):
 
 
 def _connected_socket(name: str, address: str, timeout: float) -> Any:
-    """A ``QLocalSocket`` connected to ``address``; ``Disconnected`` if nobody serves it."""
-    socket = QLocalSocket()
-    socket.connectToServer(address)
-    # A local connect completes at once or fails at once; waiting for it is harmless.
-    if not socket.waitForConnected(interval_ms(timeout)):
-        reason = socket.errorString()
+    """A ``QLocalSocket`` connected to ``address`` and served by this user.
+
+    Raises ``Disconnected`` if nobody serves it, ``ChannelTimeout`` if the server's
+    backlog stayed full for ``timeout`` seconds (the connect is retried until then),
+    ``UntrustedServer`` if another user's process serves it (nothing is sent).
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        socket = QLocalSocket()
+        socket.connectToServer(address)
+        # A local connect completes or fails at once; one that stays "connecting" met a
+        # full backlog (EAGAIN), which Qt does not reliably retry: try again ourselves.
+        left = deadline - time.monotonic()
+        if socket.waitForConnected(interval_ms(min(max(left, 0.001), 0.05))):
+            break
+        reason, still_trying = socket.errorString(), socket.state() != _UNCONNECTED
         socket.abort()
         socket.deleteLater()
-        raise Disconnected(f"cannot connect to channel {name!r} at {address!r}: {reason}")
+        if not still_trying:
+            raise Disconnected(f"cannot connect to channel {name!r} at {address!r}: {reason}")
+        left = deadline - time.monotonic()
+        if left <= 0.0:
+            raise ChannelTimeout(
+                f"the server of channel {name!r} at {address!r} accepted no connection "
+                f"within {timeout} s (its backlog stayed full)"
+            )
+        sleep_in_loop(min(pause, left))
+        pause = min(pause * 2, 0.05)
+    if not is_windows():
+        # A dup of Qt's descriptor, only to read the peer's credentials.
+        probe = pysocket.fromfd(
+            int(socket.socketDescriptor()), pysocket.AF_UNIX, pysocket.SOCK_STREAM
+        )
+        try:
+            check_server_uid(probe, name)
+        except BaseException:
+            socket.abort()
+            socket.deleteLater()
+            raise
+        finally:
+            probe.close()
     return socket

@@ -2,8 +2,12 @@
 
 Each accepted socket becomes a :class:`~aurora_dcc.qt.local_channel.QtLocalSocketChannel`
 that joins ``connections`` once its session is open; a client that opens none
-within the handshake timeout is dropped. Broadcasts (``emit``) are encoded once
-and written to every connection.
+within the handshake timeout is dropped. That timeout counts only time the
+server could read: when its timer fires late (the Qt thread was busy), what
+the client sent meanwhile is read first, and the time the loop was blocked is
+granted again. Broadcasts (``emit``) are encoded once and written to every
+connection, each of which holds at most ``max_send_buffer`` bytes for its
+client (see :mod:`~aurora_dcc.qt.socket_writer`).
 
 Usage (inside a running Qt application)::
 
@@ -17,13 +21,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from typing import Callable, Optional
 
 from qtpy import QtNetwork
 
 from ..errors import IpcChannelError
 from ..protocol.framing import DEFAULT_MAX_FRAME
-from ..transport.address import AddressInUse, claim_address
+from ..transport.address import AddressInUse, claim_address, is_windows
+from ..transport.listener import bind_user_only
+from ..transport.socket_write import DEFAULT_MAX_SEND_BUFFER
 from ..transport.stream import StreamChannel, StreamServer
 from .compat import QtCore, is_alive, on_qt_main_thread
 from .event_loop import Invoker, LoopWaiter, interval_ms, require_app
@@ -35,17 +42,22 @@ __all__ = ["QtLocalSocketServer"]
 log = logging.getLogger(__name__)
 
 QLocalServer = QtNetwork.QLocalServer
+_LATE = 0.25
+"""A handshake timer this many seconds late means the Qt loop was blocked meanwhile
+(more than a coarse timer's slack on short timeouts)."""
+_BACKLOG = 50  # what QLocalServer.listen(name) asks of the kernel
 
 
 class QtLocalSocketServer(StreamServer):
     """A ``QLocalServer`` serving many clients at once from the Qt event loop.
 
-    It listens on ``resolve_address(name)`` with a user-only socket, after
-    taking over a stale socket file (``claim_address``); a live server under the
-    same name makes the constructor raise ``AddressInUse``. ``token`` (if given)
+    It claims ``name`` (``claim_address``: a lock held while it runs), binds a
+    user-only socket itself and listens on that descriptor; a live server under
+    the same name makes the constructor raise ``AddressInUse``. ``token`` (if given)
     is required in every client's ``hello``; ``handler_names`` are the names announced
     in ``ready``; a client that has not opened its session within
-    ``handshake_timeout`` seconds is dropped. Same signature as
+    ``handshake_timeout`` seconds (of time the Qt loop ran) is dropped; one
+    that falls ``max_send_buffer`` bytes behind is dropped too. Same signature as
     ``LocalSocketChannelServer``. Each connection is a :class:`QtLocalSocketChannel`.
     The bookkeeping, ``accept`` and broadcasts are :class:`StreamServer`'s; this
     class listens, and waits in a local event loop on the Qt thread.
@@ -68,6 +80,7 @@ class QtLocalSocketServer(StreamServer):
         peer_name: Optional[str] = None,
         handshake_timeout: Optional[float] = 10.0,
         capacity: int = 10_000,
+        max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
     ) -> None:
         require_app()
         super().__init__(
@@ -79,21 +92,42 @@ class QtLocalSocketServer(StreamServer):
             handshake_timeout=handshake_timeout,
             capacity=capacity,
         )
+        self._max_send_buffer = max_send_buffer
         self._owner = threading.get_ident()
         self._loop_waiter = LoopWaiter()
         self._invoker = Invoker()
-        self._address = claim_address(name)
+        # Claim (lock) first, then listen on a socket bound here: QLocalServer.listen(name)
+        # would replace a live server's file, and its close() would delete whatever file
+        # has the name by then; one listening on our descriptor does neither.
+        self._claim = claim_address(name)
+        self._address = self._claim.address
         server = QLocalServer()
-        server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
-        if not server.listen(self._address):
-            reason, error = server.errorString(), server.serverError()
+        try:
+            if is_windows():
+                server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)
+                listening = server.listen(self._address)
+            else:
+                sock = bind_user_only(self._address, name)
+                try:
+                    self._claim.mark_socket()
+                    sock.listen(_BACKLOG)
+                except BaseException:
+                    sock.close()
+                    raise
+                listening = server.listen(sock.detach())  # Qt owns the descriptor now
+            if not listening:
+                reason, error = server.errorString(), server.serverError()
+                if error == QtNetwork.QAbstractSocket.SocketError.AddressInUseError:
+                    raise AddressInUse(
+                        f"channel {name!r} at {self._address!r} was taken by another server "
+                        f"while starting: {reason}"
+                    )
+                raise IpcChannelError(f"cannot listen on {self._address!r}: {reason}")
+        except BaseException:
+            server.close()
             server.deleteLater()
-            if error == QtNetwork.QAbstractSocket.SocketError.AddressInUseError:
-                raise AddressInUse(
-                    f"channel {name!r} at {self._address!r} was taken by another server "
-                    f"while starting: {reason}"
-                )
-            raise IpcChannelError(f"cannot listen on {self._address!r}: {reason}")
+            self._claim.release()
+            raise
         server.newConnection.connect(self._on_new_connection)
         self._server = server
 
@@ -138,20 +172,34 @@ class QtLocalSocketServer(StreamServer):
                 capacity=self._capacity,
                 on_established=self._connection_opened,
                 on_closed=self._connection_closed,
+                max_send_buffer=self._max_send_buffer,
             )
             if not self._track(conn):
                 conn.close()
                 continue
             if self._handshake_timeout is not None:
-                QtCore.QTimer.singleShot(
-                    interval_ms(self._handshake_timeout), lambda c=conn: self._drop_if_silent(c)
-                )
+                self._watch_handshake(conn, self._handshake_timeout)
             conn.read_pending_bytes()
 
-    def _drop_if_silent(self, conn: QtLocalSocketChannel) -> None:
-        if not conn.established and not conn.closed:
-            log.warning("server %r: %r opened no session in time; dropped", self._name, conn)
-            conn.close()  # counted as an error by _connection_closed
+    def _watch_handshake(self, conn: QtLocalSocketChannel, seconds: float) -> None:
+        """Drop ``conn`` if its session is not open after ``seconds`` of a running loop."""
+        due = time.monotonic() + seconds
+        QtCore.QTimer.singleShot(interval_ms(seconds), lambda: self._drop_if_silent(conn, due))
+
+    def _drop_if_silent(self, conn: QtLocalSocketChannel, due: float) -> None:
+        if conn.established or conn.closed:
+            return
+        conn.read_pending_bytes()  # the hello may be waiting: the loop could not read it
+        late = time.monotonic() - due
+        if conn.established or conn.closed:
+            return
+        if late > _LATE:
+            # The loop was blocked (a busy handler): what the client sent meanwhile may
+            # still be in the OS buffer, unread. Grant the time the server could not read.
+            self._watch_handshake(conn, late)
+            return
+        log.warning("server %r: %r opened no session in time; dropped", self._name, conn)
+        conn.close()  # counted as an error by _connection_closed
 
     # -- closing -------------------------------------------------------------
 
@@ -177,5 +225,6 @@ class QtLocalSocketServer(StreamServer):
     def _stop_listening(self) -> None:
         server = self._server
         if is_alive(server):
-            server.close()  # also removes the socket file
+            server.close()  # removes only the staging path it was bound at (never ours)
             server.deleteLater()
+        self._claim.release()  # our socket file (by inode), then the lock

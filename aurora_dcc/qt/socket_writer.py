@@ -10,6 +10,15 @@ once is queued in Qt, which writes it as the peer reads. Sends from other
 threads are collected and written by the Qt thread, one write per hand-off.
 Closing (``hang_up``) lets Qt write what is still buffered first, for a while.
 
+A server connection's output is bounded (``max_send_buffer``): a broadcast
+(``send_broadcast``) that finds more bytes than that waiting for the peer (in
+Qt's write buffer, or sent from other threads and not yet written) drops the
+client instead (logged; the socket is aborted, which frees Qt's buffer; no
+``bye``: the stream may stop in the middle of a frame), and what is sent to it
+meanwhile is discarded. A direct send is not checked: it is the application's
+own reply or stream to that client, and the Qt thread cannot wait for the peer.
+The check reads a counter, and Qt's only while Qt holds bytes.
+
 Usage (the Qt channel's side of it)::
 
     writer = QtSocketWriter(socket, "auroraview_4711", metrics, Invoker())
@@ -27,7 +36,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 from qtpy import QtNetwork
 
@@ -155,7 +164,8 @@ class QtSocketWriter:
     """The output side of one ``QLocalSocket`` (see the module docstring).
 
     Made and used on the socket's thread (``owner``), except ``send``, which any
-    thread may call. It counts what it sends in ``metrics``.
+    thread may call. It counts what it sends in ``metrics``. ``max_send_buffer``:
+    bytes the peer may fall behind by before it is dropped (``None``: no bound).
 
     Usage::
 
@@ -164,7 +174,12 @@ class QtSocketWriter:
     """
 
     def __init__(
-        self, socket: Any, name: str, metrics: IpcChannelMetrics, invoker: Invoker
+        self,
+        socket: Any,
+        name: str,
+        metrics: IpcChannelMetrics,
+        invoker: Invoker,
+        max_send_buffer: Optional[int] = None,
     ) -> None:
         self.metrics = metrics
         self.owner = threading.get_ident()
@@ -172,7 +187,12 @@ class QtSocketWriter:
         self._name = name
         self._invoker = invoker
         self._queued: list[bytes] = []  # frames sent from other threads
+        self._queued_bytes = 0
         self._queued_lock = threading.Lock()
+        # No bound: a client's own writes (its server reads them or hangs up).
+        self._max_send_buffer = max_send_buffer if max_send_buffer is not None else -1
+        self._dropped = False  # fell behind: what is sent to it now is discarded
+        self._queued_broadcast = False  # other threads queued a broadcast (see write_queued)
         # Bytes not yet written (see hold); the timer writes them if an event loop
         # runs before our slot returns (a handler's modal dialog, a nested wait).
         # A bytearray, not a list of frames: each frame is freed as soon as it is copied,
@@ -219,6 +239,7 @@ class QtSocketWriter:
         with self._queued_lock:
             queued = self._queued
             queued.append(frame)
+            self._queued_bytes += len(frame)
             metrics.messages_sent += count
             metrics.bytes_sent += len(frame)
             first = len(queued) == 1
@@ -267,8 +288,14 @@ class QtSocketWriter:
         with self._queued_lock:
             data = b"".join(self._queued)
             self._queued.clear()
+            self._queued_bytes = 0
+            broadcast, self._queued_broadcast = self._queued_broadcast, False
         socket = self._socket
         if not data or not is_alive(socket) or socket.state() != _CONNECTED:
+            return
+        if broadcast and self._qt_queued and socket.bytesToWrite() > self._max_send_buffer >= 0:
+            self._dropped = True  # as send_broadcast would have on this thread
+            self._drop(socket.bytesToWrite())
             return
         self.hold(data)
         self.push_logging_failure()
@@ -318,7 +345,48 @@ class QtSocketWriter:
             if written == len(data):
                 return
             data = data[written:]
+        if self._dropped:
+            return  # the abort is on its way; nothing more may pile up meanwhile
         if socket.write(data) < 0:
             raise SendFailed(f"channel {self._name!r}: write failed: {socket.errorString()}")
         self._qt_queued = True
         socket.flush()
+
+    def send_broadcast(self, frame: bytes) -> None:
+        """``send`` for a server's broadcast (any thread): drops, instead, a peer
+        more than ``max_send_buffer`` bytes behind (see the module docstring).
+        Not raised: a broadcast goes on to the other clients."""
+        if self._dropped:
+            return
+        bound = self._max_send_buffer
+        if bound >= 0:
+            if threading.get_ident() != self.owner:
+                # Qt's buffer is checked when the Qt thread writes this (write_queued).
+                waiting = self._queued_bytes  # read without the lock: a hint is enough
+                self._queued_broadcast = True
+            elif self._qt_queued and is_alive(self._socket):
+                waiting = self._socket.bytesToWrite()
+            else:
+                waiting = 0
+            if waiting > bound:
+                self._dropped = True
+                self._invoker.call_soon(lambda: self._drop(waiting))
+                return
+        self.send(frame, 1)
+
+    def _drop(self, waiting: int) -> None:
+        """Owner thread (a queued call, so no slot of this socket runs): the peer fell
+        ``waiting`` bytes behind: abort the connection, freeing what waits for it."""
+        self._fd = -1
+        self._held.clear()
+        with self._queued_lock:
+            self._queued.clear()
+            self._queued_bytes = 0
+        log.warning(
+            "channel %r: dropped: the client fell behind by %d bytes (bound %d)",
+            self._name,
+            waiting,
+            self._max_send_buffer,
+        )
+        if is_alive(self._socket):
+            self._socket.abort()  # frees Qt's write buffer; the channel learns it is gone

@@ -11,14 +11,15 @@
   :mod:`.socket_io` (byte I/O), :mod:`.socket_server` and :mod:`.listener`.
 - :mod:`.stdio`: ``StdioChannel``, the same channel over a child's stdin/stdout.
 - :mod:`.win_pipe`: Windows named pipes behind the socket calls.
-- :mod:`.address` (channel names to socket paths), :mod:`.retry` (``RetryPolicy``).
+- :mod:`.address` (channel names to socket paths, claiming a name, the server's uid),
+  :mod:`.retry` (``RetryPolicy``).
 
 docs/design/threading.md explains who reads, who waits, and the lock order.
 """
 
 from __future__ import annotations
 
-from .address import AddressInUse
+from .address import AddressInUse, InvalidChannelName, UntrustedServer
 from .local_socket import LocalSocketChannel, LocalSocketChannelServer
 from .retry import RetryPolicy
 from .stdio import StdioChannel
@@ -26,10 +27,12 @@ from .stream import StreamChannel, StreamServer
 
 __all__ = [
     "AddressInUse",
+    "InvalidChannelName",
     "LocalSocketChannel",
     "LocalSocketChannelServer",
     "RetryPolicy",
     "StdioChannel",
     "StreamChannel",
     "StreamServer",
+    "UntrustedServer",
 ]

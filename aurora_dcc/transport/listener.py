@@ -13,7 +13,6 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import selectors
@@ -23,7 +22,13 @@ import tempfile
 import time
 from typing import Any, Optional
 
-from .address import MAX_UNIX_PATH, AddressInUse, claim_address, is_windows, resolve_address
+from .address import (
+    MAX_UNIX_PATH,
+    AddressInUse,
+    claim_address,
+    is_windows,
+    resolve_address,
+)
 from .socket_io import Stream
 
 __all__ = ["Listener", "bind_user_only"]
@@ -44,25 +49,27 @@ class Listener:
 
     def __init__(self, name: str, backlog: int) -> None:
         self._pipe: Any = None
-        self._inode: Optional[tuple[int, int]] = None
-        self._inode_fd: Optional[int] = None
         if is_windows():
             from . import win_pipe
 
             self.address = resolve_address(name)
             self._pipe = win_pipe.PipeListener(self.address)
             return
-        self.address = claim_address(name)
-        self._sock = bind_user_only(self.address, name)
-        # The file is ours while it has our inode. Linux reuses a freed inode number at
-        # once, so an O_PATH descriptor keeps ours allocated (and unique) while we run.
-        o_path = getattr(os, "O_PATH", 0)
-        if o_path:
-            with contextlib.suppress(OSError):
-                self._inode_fd = os.open(self.address, o_path | os.O_NOFOLLOW)
-        st = os.lstat(self.address) if self._inode_fd is None else os.fstat(self._inode_fd)
-        self._inode = (st.st_dev, st.st_ino)
-        self._sock.listen(backlog)
+        # The lock first: only its holder may touch the socket file (address.py).
+        self._claim = claim_address(name)
+        self.address = self._claim.address
+        try:
+            self._sock = bind_user_only(self.address, name)
+        except BaseException:
+            self._claim.release()
+            raise
+        try:
+            self._claim.mark_socket()
+            self._sock.listen(backlog)
+        except BaseException:
+            self._sock.close()
+            self._claim.release()
+            raise
         self._wake_r, self._wake_w = socket.socketpair()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._sock, selectors.EVENT_READ)
@@ -101,13 +108,7 @@ class Listener:
         self._sock.close()
         self._wake_w.close()
         self._wake_r.close()
-        # Remove the socket file only if it is still ours: a later server may own the name.
-        with contextlib.suppress(OSError):
-            st = os.lstat(self.address)
-            if (st.st_dev, st.st_ino) == self._inode:
-                os.unlink(self.address)
-        if self._inode_fd is not None:
-            os.close(self._inode_fd)
+        self._claim.release()  # removes the socket file only if it is still ours
 
 
 def bind_user_only(address: str, name: str) -> socket.socket:

@@ -86,6 +86,7 @@ class LocalSocketChannel(SocketReading):
         list_handler_names: Optional[Callable[[], list[str]]] = None,
         capacity: int = 10_000,
         send_timeout: Optional[float] = 60.0,
+        max_send_buffer: Optional[int] = None,
         shutdown_state: Optional[ShutdownState] = None,
         on_listed: Optional[Callable[[LocalSocketChannel], None]] = None,
         on_established: Optional[Callable[[LocalSocketChannel], None]] = None,
@@ -101,6 +102,7 @@ class LocalSocketChannel(SocketReading):
             list_handler_names=list_handler_names,
             capacity=capacity,
             send_timeout=send_timeout,
+            max_send_buffer=max_send_buffer,
             shutdown_state=shutdown_state,
             on_listed=on_listed,
             on_established=on_established,
@@ -131,11 +133,15 @@ class LocalSocketChannel(SocketReading):
         when the server refuses, ``ChannelTimeout`` when it does not answer, and
         ``Disconnected`` when nobody serves ``name`` (after the attempts of
         ``retry``: a :class:`RetryPolicy`, a number of attempts, or ``None`` for one).
+
+        A server whose backlog stays full (it accepts nobody) within ``timeout`` is
+        ``ChannelTimeout``; a server run by another user is ``UntrustedServer`` (nothing
+        is sent to it); a name no server could use is ``InvalidChannelName``.
         """
         address = resolve_address(name)
 
         def attempt() -> LocalSocketChannel:
-            stream = open_stream(address, timeout)
+            stream = open_stream(address, timeout, name)
             channel = cls(
                 stream,
                 name,

@@ -21,8 +21,8 @@ import sys
 import time
 from typing import Callable, Optional, Protocol
 
-from ..errors import Disconnected
-from .address import is_windows
+from ..errors import ChannelTimeout, Disconnected
+from .address import check_server_uid, is_windows
 
 __all__ = [
     "RECV_CHUNK",
@@ -59,20 +59,46 @@ class Stream(Protocol):
     def close(self) -> None: ...
 
 
-def open_stream(address: str, timeout: float) -> Stream:
-    """A connected stream to ``address``; ``Disconnected`` if nobody listens there."""
+def open_stream(address: str, timeout: float, name: Optional[str] = None) -> Stream:
+    """A connected stream to ``address``, served by this user.
+
+    Raises ``Disconnected`` if nobody listens there; ``ChannelTimeout`` if the
+    server's backlog stayed full (it listens but does not accept) for ``timeout``
+    seconds -- the connect is retried until then; ``UntrustedServer`` if another
+    user's process serves it (nothing is sent to it).
+    """
     if is_windows():
         from . import win_pipe
 
         return win_pipe.connect(address, timeout)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    label = address if name is None else name
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            sock.connect(address)
+            break
+        except BlockingIOError:  # EAGAIN: the backlog is full; the server may catch up
+            sock.close()
+            left = deadline - time.monotonic()
+            if left <= 0.0:
+                raise ChannelTimeout(
+                    f"the server at {address!r} accepted no connection within {timeout} s "
+                    "(its backlog stayed full)"
+                ) from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
+        except (FileNotFoundError, ConnectionRefusedError, socket.timeout) as exc:
+            sock.close()
+            raise Disconnected(f"no server listens at {address!r} ({exc})") from exc
+        except OSError:
+            sock.close()
+            raise
     try:
-        sock.connect(address)
-    except (FileNotFoundError, ConnectionRefusedError, socket.timeout) as exc:
-        sock.close()
-        raise Disconnected(f"no server listens at {address!r} ({exc})") from exc
-    except OSError:
+        check_server_uid(sock, label)
+    except BaseException:
         sock.close()
         raise
     sock.settimeout(None)

@@ -4,6 +4,11 @@ An acceptor thread takes each client from the :class:`~aurora_dcc.transport.list
 and makes it a :class:`~aurora_dcc.transport.socket_channel.LocalSocketChannel`
 with a reader thread of its own; the bookkeeping, ``accept``, broadcasts and
 announcements come from :class:`~aurora_dcc.transport.stream.StreamServer`.
+A watchdog thread, running only while some client is in its handshake, drops
+a client whose session is not open ``handshake_timeout`` seconds after it was
+accepted (a deadline in total: trickling ``hello`` a byte at a time does not
+extend it). Each connection's output is bounded (``max_send_buffer``, see
+:mod:`~aurora_dcc.transport.socket_write`).
 
 Usage::
 
@@ -15,9 +20,11 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Optional
 
@@ -25,6 +32,7 @@ from ..protocol.framing import DEFAULT_MAX_FRAME
 from .listener import Listener
 from .socket_channel import LocalSocketChannel
 from .socket_io import Stream
+from .socket_write import DEFAULT_MAX_SEND_BUFFER
 from .stream import StreamServer
 
 __all__ = ["LocalSocketChannelServer"]
@@ -37,9 +45,12 @@ class LocalSocketChannelServer(StreamServer):
 
     ``token``: required from every client (``None``: any client, with or
     without ``hello``). ``handler_names``: names announced in ``ready``.
-    ``handshake_timeout``: a client that has not opened its session by then is
-    dropped. Raises ``AddressInUse`` when a live server already serves ``name``;
-    a socket file left by a crashed server is replaced.
+    ``handshake_timeout``: a client that has not opened its session that many
+    seconds after it was accepted is dropped. ``max_send_buffer``: bytes a
+    connection may fall behind by; a broadcast drops a client further behind
+    (a reply waits instead, up to ``send_timeout``). Raises ``AddressInUse``
+    when a live server already serves ``name``; a socket file left by a crashed
+    server is replaced.
 
     Usage::
 
@@ -61,6 +72,7 @@ class LocalSocketChannelServer(StreamServer):
         capacity: int = 10_000,
         send_timeout: Optional[float] = 60.0,
         backlog: int = 64,
+        max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
     ) -> None:
         super().__init__(
             name,
@@ -72,6 +84,9 @@ class LocalSocketChannelServer(StreamServer):
             capacity=capacity,
         )
         self._send_timeout = send_timeout
+        self._max_send_buffer = max_send_buffer
+        self._handshakes: list[tuple[float, int, LocalSocketChannel]] = []  # a heap of deadlines
+        self._watchdog: Optional[threading.Thread] = None
         self._listener = Listener(name, backlog)
         self._acceptor = threading.Thread(
             target=self._accept_loop, name=f"aurora-accept-{name}", daemon=True
@@ -97,7 +112,49 @@ class LocalSocketChannelServer(StreamServer):
             if not self._track(conn):
                 conn.close()
                 return
+            if self._handshake_timeout is not None:
+                self._watch(conn, time.monotonic() + self._handshake_timeout)
             conn.start_reader()
+
+    def _watch(self, conn: LocalSocketChannel, deadline: float) -> None:
+        """Drop ``conn`` if its session is not open by ``deadline``."""
+        with self._lock:
+            heapq.heappush(self._handshakes, (deadline, id(conn), conn))
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(
+                    target=self._watch_handshakes,
+                    name=f"aurora-handshakes-{self._name}",
+                    daemon=True,
+                )
+                self._watchdog.start()
+            else:
+                self._lock.notify_all()
+
+    def _watch_handshakes(self) -> None:
+        """The watchdog thread: ends when no client is in its handshake."""
+        handshakes = self._handshakes
+        while True:
+            expired = []
+            with self._lock:
+                now = time.monotonic()
+                while handshakes and (handshakes[0][0] <= now or _settled(handshakes[0][2])):
+                    expired.append(heapq.heappop(handshakes)[2])
+                if not expired:
+                    if not handshakes or self._closed:
+                        handshakes.clear()
+                        self._watchdog = None
+                        return
+                    self._lock.wait(handshakes[0][0] - now)
+                    continue
+            for conn in expired:
+                if not _settled(conn):
+                    log.warning(
+                        "server %r: %r opened no session within %ss; dropped",
+                        self._name,
+                        conn,
+                        self._handshake_timeout,
+                    )
+                    conn.close(0.0)
 
     def _open_connection(self, stream: Stream) -> LocalSocketChannel:
         if isinstance(stream, socket.socket) and self._handshake_timeout is not None:
@@ -112,6 +169,7 @@ class LocalSocketChannelServer(StreamServer):
             list_handler_names=self._current_handler_names,
             capacity=self._capacity,
             send_timeout=self._send_timeout,
+            max_send_buffer=self._max_send_buffer,
             # The ready goes out only once the connection is listed: a client whose
             # connect() returned gets every later broadcast (see _session_ready_to_write).
             on_listed=self._list,
@@ -134,3 +192,8 @@ class LocalSocketChannelServer(StreamServer):
         self._listener.wake()
         self._acceptor.join(2.0)
         self._listener.close()
+
+
+def _settled(conn: LocalSocketChannel) -> bool:
+    """Whether ``conn``'s handshake is over: its session opened, or it ended."""
+    return conn.is_connected or conn.is_shutdown()

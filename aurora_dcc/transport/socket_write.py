@@ -4,6 +4,20 @@ Any thread may send; writes go out under ``_write_lock``, straight from the
 sending thread. Inside a thread's ``batch()`` its sends are held and written
 together (one system call for many frames).
 
+A client's writes block (up to ``send_timeout``): the peer's reading paces the
+sender. A server connection (``max_send_buffer`` given) never blocks while it
+holds ``_write_lock``, so a client that stops reading cannot stall a broadcast,
+the thread calling ``emit`` or the other clients: a write goes to the socket
+without waiting, and what the OS does not take joins the connection's
+*backlog*, which a flusher thread (started only while there is a backlog)
+writes as the peer reads. A broadcast that finds the backlog over
+``max_send_buffer`` bytes drops the client (logged; no ``bye``: the stream
+may stop in the middle of a frame). A direct send (a reply) instead waits,
+lock released, until the backlog is back under the bound, up to
+``send_timeout`` (``SendFailed``): the sender is paced as on a client. This is
+simpler than a shared writer thread or an event loop, and costs one length
+check per write while the peer keeps up.
+
 Usage (what ``LocalSocketChannel`` inherits)::
 
     with channel.batch():
@@ -15,11 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import threading
 from abc import abstractmethod
 from collections.abc import Iterator
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 from ..errors import Disconnected, IpcChannelError, SendFailed
 from .socket_io import SEND_FLAGS, Stream, set_send_timeout
@@ -31,6 +46,9 @@ log = logging.getLogger(__name__)
 
 _BATCH_BYTES = 32 * 1024
 """Inside ``batch()``, held sends are written once they reach this many bytes."""
+DEFAULT_MAX_SEND_BUFFER = 8 * 1024 * 1024
+"""A server connection's bound on bytes sent but not yet taken by the OS (the backlog)."""
+_NO_WAIT = SEND_FLAGS | getattr(socket, "MSG_DONTWAIT", 0)
 
 
 class SocketWriting(StreamChannel):
@@ -38,8 +56,11 @@ class SocketWriting(StreamChannel):
 
     ``send_timeout``: a write the peer does not take within it fails with
     ``SendFailed`` (the stream is then closed: part of a frame may be out).
-    ``on_listed`` (a server's): called under the write lock just before the
-    ``ready`` goes out. A subclass implements ``_close_stream``.
+    ``max_send_buffer`` (a server connection's): write without blocking and keep
+    at most this many bytes the OS did not take (see the module docstring;
+    ``None``: blocking writes). ``on_listed`` (a server's): called under the
+    write lock just before the ``ready`` goes out. A subclass implements
+    ``_close_stream``.
 
     Usage::
 
@@ -52,6 +73,7 @@ class SocketWriting(StreamChannel):
         name: str,
         *,
         send_timeout: Optional[float] = 60.0,
+        max_send_buffer: Optional[int] = None,
         on_listed: Optional[Callable[[Any], None]] = None,
         **options: Any,
     ) -> None:
@@ -59,6 +81,16 @@ class SocketWriting(StreamChannel):
         self._stream = stream
         self._on_listed = on_listed
         self._write_lock = threading.Lock()
+        self._send_timeout = send_timeout
+        # Non-blocking writes need a socket to poll (not a Windows pipe).
+        sock = stream if isinstance(stream, socket.socket) else None
+        queued = sock is not None and _NO_WAIT != SEND_FLAGS and hasattr(select, "poll")
+        self._max_send_buffer = max_send_buffer if queued else None
+        self._socket = cast(socket.socket, sock)  # used only when _max_send_buffer is set
+        self._backlog = bytearray()  # bytes the OS has not taken yet (server connections)
+        self._drained = threading.Condition(self._write_lock)  # the backlog shrank or ended
+        self._flusher: Optional[threading.Thread] = None
+        self._broadcast_batch = False  # this batch() holds a server's broadcasts
         self._batch_lock = threading.Lock()
         self._batching: Optional[int] = None  # the thread inside batch(), whose writes are held
         # A bytearray, not a list of frames: each frame is freed as soon as it is copied
@@ -87,6 +119,7 @@ class SocketWriting(StreamChannel):
             return
         try:
             self._batching = threading.get_ident()
+            self._broadcast_batch = skip_if_gone
             try:
                 yield
             finally:
@@ -107,7 +140,7 @@ class SocketWriting(StreamChannel):
         count, self._held_count = self._held_count, 0
         if data:
             self._check_open()
-            self._write_locked(data, count)
+            self._write_locked(data, count, not self._broadcast_batch)
 
     def _write_frames(self, data: bytes, count: int) -> None:
         """Write ``data`` (``count`` frames), or hold it inside this thread's ``batch()``."""
@@ -120,13 +153,51 @@ class SocketWriting(StreamChannel):
             return
         self._write_locked(data, count)
 
-    def _write_locked(self, data: bytes, count: int) -> None:
+    def _send_broadcast(self, frame: bytes) -> None:
+        """A server's broadcast: never waits for this peer (see the module docstring)."""
+        if self._closed:
+            raise self._closed_error()
+        if self._batching is not None and self._batching == threading.get_ident():
+            self._write_frames(frame, 1)
+        else:
+            self._write_locked(frame, 1, False)
+
+    def _write_locked(self, data: bytes, count: int, paced: bool = True) -> None:
+        """Write under the lock; ``paced``: a direct send, which waits while this
+        connection's backlog is over the bound (a broadcast drops the peer instead)."""
         try:
             with self._write_lock:
                 self._send(data, count)
+                backlog = self._backlog
+                if backlog and len(backlog) > (self._max_send_buffer or 0):
+                    self._over_bound(paced, len(data))
         except IpcChannelError:
             self._close_stream()  # after the lock: closing may end the channel here
             raise
+
+    def _over_bound(self, paced: bool, size: int) -> None:
+        """With ``_write_lock`` held: the backlog is over ``max_send_buffer`` after a
+        write of ``size`` bytes."""
+        bound = self._max_send_buffer or 0
+        if not paced and len(self._backlog) - size <= bound:
+            return  # one big frame alone is no sign of a peer falling behind
+        if paced:
+            if self._drained.wait_for(
+                lambda: len(self._backlog) <= bound or self._closed, self._send_timeout
+            ):
+                self._check_open()
+                return
+            reason = f"the peer read nothing for the send timeout ({self._send_timeout}s)"
+            self._stop_writes()
+            raise SendFailed(f"channel {self._name!r}: {reason}")
+        log.warning(
+            "channel %r: dropped: the client fell behind by %d bytes (bound %d)",
+            self._name,
+            len(self._backlog),
+            bound,
+        )
+        self._stop_writes()
+        raise SendFailed(f"channel {self._name!r}: the peer fell behind; dropped")
 
     def _session_ready_to_write(self) -> None:
         try:
@@ -145,6 +216,24 @@ class SocketWriting(StreamChannel):
 
     def _send(self, data: bytes, count: int) -> None:
         """Write ``data`` (``count`` frames) with ``_write_lock`` held."""
+        if self._max_send_buffer is not None:
+            backlog = self._backlog
+            if backlog:  # behind what is queued; the flusher writes it
+                backlog += data
+            else:
+                try:
+                    sent = self._socket.send(data, _NO_WAIT)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    self._stop_writes()
+                    raise Disconnected(f"channel {self._name!r}: the peer is gone ({exc})") from exc
+                if sent != len(data):
+                    self._queue(memoryview(data)[sent:])
+            metrics = self.metrics
+            metrics.messages_sent += count
+            metrics.bytes_sent += len(data)
+            return
         try:
             self._stream.sendall(data, SEND_FLAGS)
         except (BlockingIOError, socket.timeout) as exc:
@@ -159,9 +248,65 @@ class SocketWriting(StreamChannel):
         metrics.messages_sent += count
         metrics.bytes_sent += len(data)
 
+    def _queue(self, rest: memoryview) -> None:
+        """With ``_write_lock`` held: what the OS did not take waits for the flusher."""
+        self._backlog += rest
+        if self._flusher is None:
+            flusher = threading.Thread(
+                target=self._flush_backlog, name=f"aurora-flush-{self._name}", daemon=True
+            )
+            self._flusher = flusher
+            flusher.start()
+
+    def _flush_backlog(self) -> None:
+        """The flusher thread: write the backlog as the peer reads; it ends when the
+        backlog is empty, or drops a peer that read nothing for the send timeout."""
+        poller = select.poll()
+        try:
+            poller.register(self._socket, select.POLLOUT)
+            registered = True
+        except (ValueError, OSError):  # closed meanwhile
+            registered = False
+        timeout = self._send_timeout
+        wait_ms = None if timeout is None else max(int(timeout * 1000), 1)
+        reason = stalled = None
+        while True:
+            writable = registered and bool(poller.poll(wait_ms))  # or hung up
+            with self._write_lock:
+                backlog = self._backlog
+                if self._closed or not registered:
+                    backlog.clear()
+                elif not writable:
+                    reason = stalled = f"the peer read nothing for the send timeout ({timeout}s)"
+                else:
+                    try:
+                        del backlog[: self._socket.send(backlog, _NO_WAIT)]
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:
+                        reason = f"the peer is gone ({exc})"
+                if reason is not None:
+                    self._stop_writes()
+                self._drained.notify_all()
+                if backlog:
+                    continue
+                self._flusher = None
+                break
+        if reason is not None:
+            # Only a stalled peer is news: one that hung up is an ordinary end.
+            log.log(
+                logging.WARNING if stalled else logging.DEBUG,
+                "channel %r: dropped: %s",
+                self._name,
+                reason,
+            )
+            self._close_stream()
+
     def _stop_writes(self) -> None:
         """With ``_write_lock`` held, after a failed write: part of a frame may be on the
         wire, so no later write may follow it (the caller closes the stream after)."""
         self._closed = True
+        self._backlog.clear()  # its memory goes back at once
+        self._drained.notify_all()
         with contextlib.suppress(OSError):
             self._stream.shutdown(socket.SHUT_RDWR)

@@ -171,6 +171,11 @@ class StreamChannel(IpcChannel):
             raise self._closed_error()
         self._write_frames(frame, count)
 
+    def _send_broadcast(self, frame: bytes) -> None:
+        """A server's broadcast of one frame (``StreamServer.emit``); a transport
+        overrides it to never wait for a slow peer and to drop one too far behind."""
+        self._send_frame(frame)
+
     def _check_open(self) -> None:
         if self._closed:
             raise self._closed_error()
@@ -434,13 +439,14 @@ class StreamServer(IpcServer):
             self._connection_handlers.append(handler)
 
     def emit(self, event: str, data: Any = None) -> None:
-        """Send an event to every connected client (encoded once); a gone client is skipped."""
+        """Send an event to every connected client (encoded once); a gone client is
+        skipped, and one too far behind is dropped (the servers' ``max_send_buffer``)."""
         frame = encode_event(event, data, self._max_frame)
         size = len(frame)
         for conn in self._connections():
             try:
-                conn._send_frame(frame)
-            except IpcChannelError as exc:  # closed meanwhile: it leaves the list soon
+                conn._send_broadcast(frame)
+            except IpcChannelError as exc:  # closed meanwhile (or dropped): it leaves the list soon
                 log.debug("server %r: event %r not sent to %r: %s", self._name, event, conn, exc)
                 continue
             self.metrics.record_sent(size)
