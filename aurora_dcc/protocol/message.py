@@ -30,7 +30,7 @@ class IpcMessageType(str, Enum):
     Usage::
 
         if msg.type is IpcMessageType.EVENT:
-            print(msg.event, msg.data)
+            handle_event(msg.event, msg.data)
     """
 
     REQUEST = "request"

@@ -70,7 +70,7 @@ class InvalidChannelName(IpcChannelError, ValueError):
         try:
             resolve_address("../x")
         except InvalidChannelName as exc:   # also a ValueError
-            print(exc)
+            log.error("bad channel name: %s", exc)
     """
 
 
