@@ -35,7 +35,13 @@ MessageHandler = Callable[[IpcMessage], None]
 
 
 class Waitable(Protocol):
-    """What ``wait_event`` waits for: a ``threading.Event``, or anything with these two."""
+    """What ``wait_event`` waits for: a ``threading.Event``, or anything with these two.
+
+    Usage::
+
+        done = threading.Event()
+        channel.wait_event(done, timeout=5.0)   # True once done.set() was called
+    """
 
     def is_set(self) -> bool: ...
 

@@ -33,6 +33,12 @@ class IpcServer(ABC):
 
     ``metrics`` aggregates the server's own counters (connections refused,
     broadcast sends); each connection keeps its own ``metrics`` too.
+
+    Usage::
+
+        def serve(server: IpcServer) -> None:     # any transport's server
+            server.on_connection(lambda conn: conn.on_message(print_message))
+            server.emit("scene.saved", {"path": "shot.ma"})   # to every client
     """
 
     metrics: IpcChannelMetrics

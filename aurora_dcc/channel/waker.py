@@ -32,8 +32,13 @@ __all__ = ["Waker"]
 class Waker(ABC):
     """Runs a bound callback on the host's main thread after ``wake()``.
 
-    Usage: subclass it for a host's own loop (see the module docstring) and
-    pass an instance as ``DccIpcChannel(name, waker=...)``.
+    Subclass it for a host's own loop (see the module docstring) and pass an
+    instance as ``DccIpcChannel(name, waker=...)``.
+
+    Usage::
+
+        channel = DccIpcChannel("blender", waker=BlenderWaker())
+        channel.on_message(handle)      # handle() runs on the host's main thread
 
     Contract: ``wake()`` may be called from any thread, must be quick and must
     never raise; several wakes before the callback runs may be coalesced into

@@ -128,7 +128,11 @@ class PendingCall:
     A blocking caller waits on ``done``; ``request_async`` gets ``future``
     instead (a sent request cannot be cancelled, so the future is running).
 
-    Usage: see the module docstring.
+    Usage::
+
+        call, msg_id = calls.start("scene.info", {}, use_future=False)
+        call.done.wait(5.0)
+        call.outcome()          # the result, or raises the IpcCallError
     """
 
     __slots__ = ("done", "error", "future", "method", "result", "sent_at")

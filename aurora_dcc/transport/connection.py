@@ -55,6 +55,14 @@ class StreamSession:
     the token a client offers. ``list_handler_names`` returns the handler names a
     server announces in ``ready``. ``metrics`` (optional) is told about every
     received frame and bad frame.
+
+    Usage::
+
+        session = StreamSession(server=False, token="s3cret")
+        session.start()                          # queues the hello
+        sock.sendall(session.take_output())
+        messages = session.feed(sock.recv(65536))
+        session.established                      # True once the ready arrived
     """
 
     def __init__(

@@ -48,7 +48,13 @@ _perf = time.perf_counter
 
 
 class Stream(Protocol):
-    """What a channel needs of its connection: a ``socket.socket`` or a pipe pair."""
+    """What a channel needs of its connection: a ``socket.socket`` or a pipe pair.
+
+    Usage::
+
+        stream: Stream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        channel = LocalSocketChannel(stream, "name", server=False)
+    """
 
     def recv(self, bufsize: int) -> bytes: ...
 
