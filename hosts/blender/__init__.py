@@ -85,8 +85,8 @@ def start_host() -> Optional[Any]:
     running = _host_module.current_host()
     try:
         host = _host_module.start(os.environ.get(ENV_NAME) or None)
-    except Exception:
-        log.exception("aurora_dcc: the Blender host did not start")
+    except Exception as exc:  # one line in Blender's console; Blender goes on
+        log.error("aurora_dcc: the Blender host did not start: %s: %s", type(exc).__name__, exc)
         return None
     if running is None:
         _started_here = True
