@@ -17,10 +17,16 @@ them at the start, the largest, and after the clients left, with the clients'
 counts (lost messages, stallers dropped). Not part of ``make test`` nor of
 ``bench/run.py``.
 
+``--tracemalloc`` also traces the host's Python allocations (snapshots at the
+start, the middle and the end) and prints what grew most, by traceback: RSS
+that grows while the traced total stays flat is the C allocator's, not a leak
+of objects. Tracing slows every allocation, so the message rates are lower.
+
 Usage::
 
     python bench/soak_hosts.py                  # 30 minutes
     python bench/soak_hosts.py --minutes 2
+    python bench/soak_hosts.py --minutes 8 --tracemalloc
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from typing import Any, Optional
 
 _TICKS_PER_TURN = 50
@@ -68,7 +75,48 @@ def _trimmed_rss_kib() -> Optional[int]:
     return _sample()["rss_kib"]
 
 
-def run_host(minutes: float, seed: int) -> int:
+class AllocationTrace:
+    """``--tracemalloc``: snapshots of the host's Python allocations, and what grew.
+
+    Usage::
+
+        trace = AllocationTrace(frames=8)
+        trace.snapshot("start")
+        ...
+        trace.snapshot("end")
+        trace.report()
+    """
+
+    def __init__(self, frames: int) -> None:
+        tracemalloc.start(frames)
+        self.snapshots: list[tuple[str, tracemalloc.Snapshot, int]] = []
+
+    def snapshot(self, label: str) -> None:
+        snap = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        self.snapshots.append((label, snap, _sample()["rss_kib"]))
+
+    def report(self, top: int = 12) -> None:
+        print("  tracemalloc (Python objects still allocated) vs RSS:")
+        for label, snap, rss in self.snapshots:
+            traced = sum(stat.size for stat in snap.statistics("filename"))
+            print(f"    {label:7} traced {traced / 2**20:7.2f} MiB   rss {rss / 1024:7.1f} MiB")
+        first, last = self.snapshots[0][1], self.snapshots[-1][1]
+        pairs = [("start -> end", first, last)]
+        if len(self.snapshots) > 2:
+            pairs.append(("middle -> end", self.snapshots[1][1], last))
+        for title, before, after in pairs:
+            print(f"  largest growth {title}, by traceback:")
+            for stat in after.compare_to(before, "traceback")[:top]:
+                if stat.size_diff <= 0:
+                    break
+                print(f"    {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks")
+                for line in stat.traceback.format(limit=4, most_recent_first=True):
+                    print(f"      {line}")
+
+
+def run_host(minutes: float, seed: int, trace_frames: int = 0) -> int:
     from aurora_dcc.protocol.message import IpcMessage, IpcMessageType
     from aurora_dcc.qt.compat import QtCore
     from aurora_dcc.qt.local_socket import QtLocalSocketServer
@@ -105,6 +153,10 @@ def run_host(minutes: float, seed: int) -> int:
     sampler = QtCore.QTimer()
     sampler.timeout.connect(sample)
     sampler.start(5000)
+    trace = AllocationTrace(trace_frames) if trace_frames else None
+    if trace is not None:
+        trace.snapshot("start")
+        QtCore.QTimer.singleShot(int(minutes * 30_000), lambda: trace.snapshot("middle"))
     start = _sample()
     seconds = minutes * 60
     command = [sys.executable, __file__, "--role", "clients", "--name", name]
@@ -124,6 +176,8 @@ def run_host(minutes: float, seed: int) -> int:
     while time.monotonic() < settle:
         app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
     end = _sample()
+    if trace is not None:
+        trace.snapshot("end")
     trimmed = _trimmed_rss_kib()
     stats = json.loads(clients.stdout.read() if clients.stdout else "{}")
     server.close()
@@ -136,6 +190,8 @@ def run_host(minutes: float, seed: int) -> int:
     rss_mib = [round(s["rss_kib"] / 1024) for s in samples]
     print(f"  rss MiB every 5 s: {rss_mib}")
     print("  clients: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
+    if trace is not None:
+        trace.report()
     lost = stats.get("lost_ticks", 0) + stats.get("lost_replies", 0)
     return 0 if lost == 0 else 1
 
@@ -298,13 +354,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--tracemalloc",
+        nargs="?",
+        type=int,
+        const=8,
+        default=0,
+        metavar="FRAMES",
+        help="trace the host's allocations (FRAMES per traceback, 8 if omitted)",
+    )
     parser.add_argument("--role", choices=["host", "clients"], default="host")
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "clients":
         return run_clients(args.name, args.seconds, args.seed)
-    return run_host(args.minutes, args.seed)
+    return run_host(args.minutes, args.seed, args.tracemalloc)
 
 
 if __name__ == "__main__":

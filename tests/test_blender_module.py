@@ -10,6 +10,7 @@ tests are skipped with that reason.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -141,6 +142,26 @@ def test_handlers_run_on_the_pumping_thread_against_real_bpy_data(module_host: M
     refused = host.call("scene.select", {"nodes": ["Nope"]}, id="r2")
     assert refused["error"]["code"] == ErrorCode.INVALID_PARAMS
     report = host.stop()
+    assert report["closed"] and not report["socket_left"] and not report["timer_registered"]
+
+
+@needs_bpy
+def test_a_handler_that_stops_the_host_still_gets_its_answer(module_host: ModuleHost) -> None:
+    # A closing server says bye and answers what it accepted (PROTOCOL.md, Session 6):
+    # a "stop" command may close the host from its own handler on Blender's main thread.
+    host = module_host
+    host.client.send({"type": "request", "id": "s1", "method": "test.stop_now"})
+    frames = []
+    with contextlib.suppress(EOFError, ConnectionResetError):
+        while True:
+            frames.append(host.client.recv(timeout=20.0))
+    kinds = [(frame["type"], frame.get("id")) for frame in frames if frame["type"] != "event"]
+    assert kinds == [("bye", None), ("response", "s1")], frames
+    assert frames[-1].get("data") is True
+    host.client.close()
+    out, err = host.proc.communicate(timeout=60.0)
+    assert host.proc.returncode == 0 and "Traceback" not in err, f"{out}\n{err[-4000:]}"
+    report = json.loads(out.strip().splitlines()[-1])
     assert report["closed"] and not report["socket_left"] and not report["timer_registered"]
 
 

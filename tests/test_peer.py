@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from support import wait_until
 
 from aurora_dcc import ErrorCode, IpcMessage, ThreadChannel
 from aurora_dcc.errors import IpcError
@@ -321,18 +322,23 @@ def test_backend_crash_mid_request_fails_in_flight_requests_with_32002(
     assert client.request_async("stuck").exception(0).code == ErrorCode.SHUTTING_DOWN  # type: ignore[union-attr]
 
 
-def test_bye_fails_in_flight_requests_with_32002(
+def test_bye_refuses_new_requests_and_waits_for_the_answers_in_flight(
     channels: tuple[ThreadChannel, ThreadChannel],
 ) -> None:
+    # Since 1.1 the sender of bye still answers what it accepted (PROTOCOL.md, Session 6).
     raw, client_channel = channels
     client = Peer(client_channel)
     future = client.request_async("scene.info", timeout=60)
-    assert raw.receive(timeout=WAIT).method == "scene.info"
+    request = raw.receive(timeout=WAIT)
+    assert request.method == "scene.info"
     raw.send(IpcMessage("bye"))
-    error = future.exception(timeout=WAIT)
-    assert isinstance(error, IpcCallError) and error.code == ErrorCode.SHUTTING_DOWN
-    assert "bye" in error.message
-    assert call_error(client.request, "scene.info").code == ErrorCode.SHUTTING_DOWN
+    assert wait_until(lambda: client.closed)  # delivered on the channel's thread
+    error = call_error(client.request, "scene.info")  # at once, nothing sent
+    assert error.code == ErrorCode.SHUTTING_DOWN and "bye" in error.message
+    assert raw.try_receive() is None
+    assert not future.done()
+    raw.send(IpcMessage.response(request.id, {"nodes": 3}))
+    assert future.result(timeout=WAIT) == {"nodes": 3}
 
 
 def test_close_fails_pending_and_later_requests(peers: tuple[Peer, Peer]) -> None:

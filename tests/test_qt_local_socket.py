@@ -306,6 +306,7 @@ def test_server_close_disconnects_clients(qtbot: Any, make_server: Any) -> None:
     client = QtLocalSocketChannel.connect(server.name)
     server.accept(timeout=5.0)
     server.close()
+    assert client.receive(timeout=5.0).type is IpcMessageType.BYE  # since 1.1, then the close
     with pytest.raises(Disconnected):
         client.receive(timeout=5.0)
     with pytest.raises(ShuttingDown):

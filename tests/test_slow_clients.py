@@ -4,22 +4,27 @@ A client that stops reading is dropped once it falls ``max_send_buffer`` bytes
 behind, without stalling the broadcaster or the other clients, and without the
 server's memory growing; a client trickling its ``hello`` is dropped at the
 handshake deadline counted from accept; a Qt server whose loop was blocked
-keeps a client that sent its ``hello`` on time.
+(or ran without reading its sockets) keeps a client that sent its ``hello`` on
+time; a server whose connection handlers took its clients keeps none of them
+once they left.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Callable, Optional
 
 import pytest
 from qt_helpers import in_thread, unique_name
-from support import wait_until
+from support import CHILDREN, wait_until
 
 from aurora_dcc.protocol.message import IpcMessage
 from aurora_dcc.qt.local_socket import QtLocalSocketServer
@@ -339,6 +344,25 @@ def test_qt_a_client_that_sent_hello_on_time_survives_a_busy_main_thread(
         client.close()
 
 
+@pytest.mark.subprocess
+@pytest.mark.parametrize("busy", ["handler", "exclude"])
+def test_qt_a_hello_sent_on_time_survives_a_main_thread_busy_past_the_deadline(
+    busy: str,
+) -> None:
+    # Qt's Unix dispatcher (QT_NO_GLIB=1; macOS and Windows dispatch alike) may fire
+    # the overdue handshake timer before it reads the socket: the server used to drop
+    # the client then (finding 5). With glib the socket happens to be read first.
+    # "exclude": a progress loop that runs processEvents(ExcludeSocketNotifiers).
+    env = {**os.environ, "QT_NO_GLIB": "1"}
+    script = str(CHILDREN / "qt_busy_handshake.py")
+    done = subprocess.run(
+        [sys.executable, script, busy], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome == {"ready": True, "closed": False}, done.stderr
+
+
 def test_qt_clients_trickling_hello_are_dropped_at_the_handshake_deadline(
     qt_server: Any, qtbot: Any
 ) -> None:
@@ -359,3 +383,38 @@ def test_qt_clients_trickling_hello_are_dropped_at_the_handshake_deadline(
     finally:
         for peer in peers:
             peer.close()
+
+
+# -- both servers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["python", "qt"])
+def test_a_server_keeps_no_connection_its_handlers_took_once_the_client_left(
+    kind: str, qapp: Any, qtbot: Any
+) -> None:
+    # A host serves through on_connection and never calls accept(): the accept queue
+    # kept every connection ever made (the soak's RSS grew ~1 MiB a minute).
+    name = unique_name()
+    options = {"handshake_timeout": 1.0}  # its timer holds a connection until then
+    server: Any = (
+        LocalSocketChannelServer(name, **options)
+        if kind == "python"
+        else QtLocalSocketServer(name, **options)
+    )
+    taken: list[weakref.ref[Any]] = []
+    server.on_connection(lambda conn: taken.append(weakref.ref(conn)))
+    try:
+        for _ in range(10):
+            client = RawPeer(server.address)
+            client.send(_HELLO + b"\n")
+            qtbot.waitUntil(lambda client=client: client.got("ready"), timeout=5000)
+            client.close()
+        qtbot.waitUntil(lambda: len(taken) == 10 and not server.connections, timeout=5000)
+
+        def all_freed() -> bool:
+            gc.collect()
+            return all(ref() is None for ref in taken)
+
+        qtbot.waitUntil(all_freed, timeout=5000)  # Qt deletes its sockets on the loop
+    finally:
+        server.close()

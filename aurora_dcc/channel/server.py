@@ -90,7 +90,12 @@ class IpcServer(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Stop listening, close every connection, remove the socket file. Idempotent."""
+        """Stop listening, close every connection, remove the socket file. Idempotent.
+
+        The socket servers say ``bye`` first and close a connection whose requests
+        are still being handled once they are answered, within a grace period
+        (docs/PROTOCOL.md, Session 6), without waiting for that here.
+        """
 
     def __enter__(self) -> IpcServer:
         return self

@@ -38,8 +38,9 @@ Rules, in one place:
   (a handler can pick its own code, and a proxy passes errors through).
 - **Failures of a request.** ``request()`` raises only :class:`IpcCallError`:
   the remote error, -32001 when ``timeout`` passes, -32002 when the channel
-  shuts down, the peer sends ``bye`` or this ``Peer`` is closed while the
-  request is in flight (and at once for requests made after that); the
+  shuts down or this ``Peer`` is closed while the request is in flight (and
+  at once for requests made after that, or after the peer sent ``bye``: a
+  request sent before its ``bye`` still gets its answer, or -32002 at the close); the
   channel error's code when the request cannot be sent (-32004 too large,
   say). Futures from ``request_async()`` fail the same way, within the same
   timeout. A transport tells its ``Peer`` that the connection ended by
@@ -326,7 +327,8 @@ class Peer:
                 self._ready.set()
                 self._deliver(self._on_ready, msg)
         elif msg_type is _BYE:
-            self._calls.fail_all("the other side said bye")
+            # Its answers to what it accepted still come; the close fails the rest.
+            self._calls.refuse_new("the other side said bye")
 
     def _deliver(self, run: Callable[[IpcMessage], None], msg: IpcMessage) -> None:
         """Run user code (a handler, subscribers) for ``msg`` on the delivering thread."""

@@ -180,7 +180,7 @@ class PendingCalls:
     ``start`` sends a request (or a ping) and registers it; ``on_response`` /
     ``on_pong`` settle it with the reply; ``expire`` with -32001; ``fail_all``
     settles every one with -32002 and refuses new ones from then on
-    (``closed_reason`` says why).
+    (``closed_reason`` says why); ``refuse_new`` only refuses new ones.
 
     Usage::
 
@@ -260,6 +260,13 @@ class PendingCalls:
             call = self._calls.pop(msg_id, None)
         if call is not None:
             call.settle(error=error)
+
+    def refuse_new(self, reason: str) -> None:
+        """Refuse new calls from now on (-32002, ``reason``); pending ones still wait for
+        their replies (the other side said ``bye``: it answers what it accepted)."""
+        with self._lock:
+            if self.closed_reason is None:
+                self.closed_reason = reason
 
     def fail_all(self, reason: str) -> None:
         """Refuse new calls from now on (``reason``) and fail every pending one with -32002."""

@@ -150,14 +150,17 @@ class RpcServer:
     # -- lifetime ------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every peer and the server. Idempotent."""
+        """Close the server (its clients get ``bye``; the requests they sent before it
+        are still answered, within the server's ``close_grace``), then every peer.
+        Returns at once. Idempotent."""
         with self._lock:
             self._closed = True
-            peers, self._peers = list(self._peers.values()), {}
         self._unsubscribe()
+        self.server.close()  # first: a request that arrives now is answered -32002
+        with self._lock:
+            peers, self._peers = list(self._peers.values()), {}
         for peer in peers:
             peer.close()
-        self.server.close()
 
     def __enter__(self) -> RpcServer:
         return self

@@ -44,8 +44,11 @@ _HELLO = IpcMessageType.HELLO
 _READY = IpcMessageType.READY
 _PING = IpcMessageType.PING
 _RESPONSE = IpcMessageType.RESPONSE
+_REQUEST = IpcMessageType.REQUEST
 # Types the session itself looks at; everything else goes straight through.
 _SESSION_TYPES = frozenset((_HELLO, _READY, _PING))
+# A server that said bye answers requests itself (with -32002) from then on.
+_CLOSING_TYPES = _SESSION_TYPES | {_REQUEST}
 
 
 class StreamSession:
@@ -92,6 +95,12 @@ class StreamSession:
         """Client: the error the server refused the session with."""
         self.peer_info: dict[str, object] = {}
         """Data of the peer's latest ``hello`` or ``ready``."""
+        self._session_types = _SESSION_TYPES  # the types _session_message looks at
+
+    def refuse_requests(self) -> None:
+        """Server: answer every request read from now on with -32002 (the server said
+        ``bye``) instead of delivering it."""
+        self._session_types = _CLOSING_TYPES
 
     # -- output ------------------------------------------------------------
 
@@ -138,6 +147,7 @@ class StreamSession:
         delivered: list[IpcMessage] = []
         append = delivered.append
         decode = IpcMessage.from_json
+        session_types = self._session_types
         for frame in frames:
             try:
                 msg = decode(frame)
@@ -145,7 +155,7 @@ class StreamSession:
                 metrics.record_error()
                 self._reply(error_reply(exc))
                 continue
-            if (msg.type in _SESSION_TYPES or not self.established) and not self._session_message(
+            if (msg.type in session_types or not self.established) and not self._session_message(
                 msg
             ):
                 if self.must_close:
@@ -165,9 +175,16 @@ class StreamSession:
         if msg_type is _PING:
             self._reply(IpcMessage.pong(msg.id))
             return False
+        if msg_type is _REQUEST and self._session_types is _CLOSING_TYPES:
+            self._reply(
+                IpcMessage.error_response(
+                    msg.id, ErrorCode.SHUTTING_DOWN, "shutting down: the server said bye"
+                )
+            )
+            return False
         if msg_type is _HELLO:
             # A repeated hello is answered like the first (idempotent).
-            self._reply(ready_message(self.peer_name, self._handler_names()))
+            self._hello_from_client(msg)
             return False
         if msg_type is _READY and isinstance(msg.data, dict):
             self.peer_info = msg.data
@@ -184,9 +201,8 @@ class StreamSession:
                 if error is not None:
                     self._refuse(error, msg.id)
                     return False
-                self.peer_info = msg.data if isinstance(msg.data, dict) else {}
                 self.established = True
-                self._reply(ready_message(self.peer_name, self._handler_names()))
+                self._hello_from_client(msg)
                 return False
             if self.token is not None:
                 self._refuse(IpcError(ErrorCode.UNAUTHORIZED, "unauthorized: send hello first"))
@@ -202,6 +218,11 @@ class StreamSession:
             self.must_close = True
             return False
         return True  # anything else before ready (an event, say) is delivered
+
+    def _hello_from_client(self, msg: IpcMessage) -> None:
+        """Server: note an accepted ``hello``'s data and answer it with ``ready``."""
+        self.peer_info = msg.data if isinstance(msg.data, dict) else {}
+        self._reply(ready_message(self.peer_name, self._handler_names()))
 
     def _refuse(self, error: IpcError, msg_id: Optional[str] = None) -> None:
         self._reply(IpcMessage(_RESPONSE, id=msg_id, error=error))

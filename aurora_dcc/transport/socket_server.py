@@ -8,7 +8,9 @@ A watchdog thread, running only while some client is in its handshake, drops
 a client whose session is not open ``handshake_timeout`` seconds after it was
 accepted (a deadline in total: trickling ``hello`` a byte at a time does not
 extend it). Each connection's output is bounded (``max_send_buffer``, see
-:mod:`~aurora_dcc.transport.socket_write`).
+:mod:`~aurora_dcc.transport.socket_write`). ``close()`` says ``bye`` to every
+client and lets the requests they sent before it be answered, for up to
+``close_grace`` seconds (:class:`~aurora_dcc.transport.stream.StreamServer`).
 
 Usage::
 
@@ -33,7 +35,7 @@ from .listener import Listener
 from .socket_channel import LocalSocketChannel
 from .socket_io import Stream
 from .socket_write import DEFAULT_MAX_SEND_BUFFER
-from .stream import StreamServer
+from .stream import DEFAULT_CLOSE_GRACE, StreamServer
 
 __all__ = ["LocalSocketChannelServer"]
 
@@ -48,7 +50,8 @@ class LocalSocketChannelServer(StreamServer):
     ``handshake_timeout``: a client that has not opened its session that many
     seconds after it was accepted is dropped. ``max_send_buffer``: bytes a
     connection may fall behind by; a broadcast drops a client further behind
-    (a reply waits instead, up to ``send_timeout``). Raises ``AddressInUse``
+    (a reply waits instead, up to ``send_timeout``). ``close_grace``: seconds
+    ``close()`` gives requests in flight to be answered. Raises ``AddressInUse``
     when a live server already serves ``name``; a socket file left by a crashed
     server is replaced.
 
@@ -73,6 +76,7 @@ class LocalSocketChannelServer(StreamServer):
         send_timeout: Optional[float] = 60.0,
         backlog: int = 64,
         max_send_buffer: int = DEFAULT_MAX_SEND_BUFFER,
+        close_grace: float = DEFAULT_CLOSE_GRACE,
     ) -> None:
         super().__init__(
             name,
@@ -82,6 +86,7 @@ class LocalSocketChannelServer(StreamServer):
             peer_name=peer_name,
             handshake_timeout=handshake_timeout,
             capacity=capacity,
+            close_grace=close_grace,
         )
         self._send_timeout = send_timeout
         self._max_send_buffer = max_send_buffer
@@ -100,21 +105,26 @@ class LocalSocketChannelServer(StreamServer):
     def _accept_loop(self) -> None:
         while True:
             stream = self._listener.accept()
-            if stream is None:
+            if stream is None or not self._serve(stream):
                 return
-            try:
-                conn = self._open_connection(stream)
-            except Exception:  # keep serving the others
-                log.exception("server %r: could not set up a connection", self._name)
-                with contextlib.suppress(OSError):
-                    stream.close()
-                continue
-            if not self._track(conn):
-                conn.close()
-                return
-            if self._handshake_timeout is not None:
-                self._watch(conn, time.monotonic() + self._handshake_timeout)
-            conn.start_reader()
+            del stream  # a connection gone later must not stay alive here
+
+    def _serve(self, stream: Stream) -> bool:
+        """Make ``stream`` a connection and start reading it; False once closed."""
+        try:
+            conn = self._open_connection(stream)
+        except Exception:  # keep serving the others
+            log.exception("server %r: could not set up a connection", self._name)
+            with contextlib.suppress(OSError):
+                stream.close()
+            return True
+        if not self._track(conn):
+            conn.close()
+            return False
+        if self._handshake_timeout is not None:
+            self._watch(conn, time.monotonic() + self._handshake_timeout)
+        conn.start_reader()
+        return True
 
     def _watch(self, conn: LocalSocketChannel, deadline: float) -> None:
         """Drop ``conn`` if its session is not open by ``deadline``."""

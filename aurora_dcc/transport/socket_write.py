@@ -32,6 +32,7 @@ import logging
 import select
 import socket
 import threading
+import time
 from abc import abstractmethod
 from collections.abc import Iterator
 from typing import Any, Callable, Optional, cast
@@ -132,6 +133,20 @@ class SocketWriting(StreamChannel):
                     log.debug("channel %r: batch not sent: %s", self._name, exc)
         finally:
             self._batch_lock.release()
+
+    def _write_unheld(self, frame: bytes) -> None:
+        self._write_locked(frame, 1, False)
+
+    def _wait_written(self, timeout: float) -> None:
+        """Wait, up to ``timeout``, for a ``batch()`` block in progress to write what it
+        holds (a reply held by a drain's batch) and for the backlog to be written."""
+        deadline = time.monotonic() + timeout
+        if self._batch_lock.acquire(timeout=timeout):
+            self._batch_lock.release()
+        with self._write_lock:
+            self._drained.wait_for(
+                lambda: not self._backlog or self._closed, max(0.0, deadline - time.monotonic())
+            )
 
     def _write_held(self) -> None:
         held = self._held

@@ -15,7 +15,9 @@ transports):
 * the inbox (bounded, :class:`~aurora_dcc.transport.inbox.Inbox`) and in-order
   delivery to the message handlers;
 * for servers: the connection bookkeeping, ``accept``, ``on_connection``,
-  broadcast ``emit`` and ``set_handler_names``.
+  broadcast ``emit`` and ``set_handler_names``, and the graceful close (``bye``,
+  then each connection closes once the requests it accepted are answered, within
+  ``close_grace`` seconds).
 
 A transport implements the hooks listed on each class (``_write_frames``,
 ``_next_message``, ``_wait_settled``; ``address`` and ``_stop_listening`` for a
@@ -36,6 +38,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from abc import abstractmethod
 from collections import deque
 from typing import Any, Callable, Optional
@@ -51,11 +54,16 @@ from ..protocol.message import IpcMessage, IpcMessageType
 from .connection import StreamSession
 from .inbox import Inbox
 
-__all__ = ["Inbox", "StreamChannel", "StreamServer"]
+__all__ = ["DEFAULT_CLOSE_GRACE", "Inbox", "StreamChannel", "StreamServer"]
 
 log = logging.getLogger(__name__)
 
 _READY = IpcMessageType.READY
+_BYE_FRAME = encode_frame(IpcMessage(IpcMessageType.BYE))
+
+DEFAULT_CLOSE_GRACE = 5.0
+"""Seconds a closing server gives the requests its connections accepted before it
+said ``bye`` to be answered; then it closes them anyway (``close_grace``)."""
 
 
 class StreamChannel(IpcChannel):
@@ -175,6 +183,25 @@ class StreamChannel(IpcChannel):
         """A server's broadcast of one frame (``StreamServer.emit``); a transport
         overrides it to never wait for a slow peer and to drop one too far behind."""
         self._send_frame(frame)
+
+    def _wait_written(self, timeout: float) -> None:
+        """Before a closing server closes this connection: wait (up to ``timeout``) until
+        what was sent on it is written; a transport that holds or queues output overrides."""
+
+    def say_bye(self) -> None:
+        """A closing server's connection: send ``bye``; from now on the session answers
+        each request it reads with -32002 instead of delivering it (PROTOCOL.md, Session 6)."""
+        self._session.refuse_requests()
+        try:
+            self._check_open()
+            self._write_unheld(_BYE_FRAME)
+        except IpcChannelError as exc:  # gone meanwhile: its close is on its way
+            log.debug("channel %r: bye not sent: %s", self._name, exc)
+
+    def _write_unheld(self, frame: bytes) -> None:
+        """Write one frame now, not held by a ``batch()`` of this thread: a close may
+        follow at once (a transport whose batches hold writes overrides)."""
+        self._write_frames(frame, 1)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -332,6 +359,7 @@ class StreamServer(IpcServer):
         peer_name: Optional[str] = None,
         handshake_timeout: Optional[float] = 10.0,
         capacity: int = 10_000,
+        close_grace: float = DEFAULT_CLOSE_GRACE,
     ) -> None:
         self._name = name
         self._token = token
@@ -340,6 +368,7 @@ class StreamServer(IpcServer):
         self._peer_name = peer_name
         self._handshake_timeout = handshake_timeout
         self._capacity = capacity
+        self._close_grace = close_grace
         self._lock = threading.Condition(threading.Lock())
         self._all: set[StreamChannel] = set()  # every connection still open
         self._established: list[StreamChannel] = []  # broadcasts go to these
@@ -416,7 +445,11 @@ class StreamServer(IpcServer):
         """``conn`` is gone; one that never opened its session counts as an error."""
         with self._lock:
             self._all.discard(conn)
-            # Left in _pending: accept() still hands it out, with what it sent queued.
+            # Left in _pending for accept(), with what it sent queued, unless the
+            # connection handlers had it: nobody may ever accept() (a host), and the
+            # queue would keep every connection ever made.
+            if self._connection_handlers and conn in self._pending:
+                self._pending.remove(conn)
             if conn in self._established:
                 self._established.remove(conn)
             elif not self._closed:
@@ -476,12 +509,54 @@ class StreamServer(IpcServer):
         return conns
 
     def close(self) -> None:
+        """Stop listening, say ``bye`` to every client and close the connections: at
+        once those with no request in flight, the others once their requests are
+        answered or ``close_grace`` seconds have passed (without waiting for them here).
+        Idempotent."""
         conns = self._begin_close()
         if conns is None:
             return
         self._stop_listening()
+        self._close_connections(conns)
+
+    def _close_connections(self, conns: list[StreamChannel]) -> None:
+        """``close``'s part after the listener stopped: ``bye``, then the closes."""
+        busy = []
         for conn in conns:
+            if conn.is_connected:
+                conn.say_bye()
+                # Requests a Peer is handling (Responder's guard); their answers go first.
+                if conn.shutdown_state.in_flight:
+                    busy.append(conn)
+                    continue
             conn.close()
+        if busy:
+            self._close_when_answered(busy, time.monotonic() + self._close_grace)
+
+    def _close_when_answered(self, busy: list[StreamChannel], deadline: float) -> None:
+        """Close each of ``busy`` once nothing is in flight on it, or at ``deadline``.
+
+        A thread of its own: ``close()`` may be called by a handler whose own request
+        is one of those in flight. The Qt server does this on its loop instead.
+        """
+
+        def close_when_answered() -> None:
+            for conn in busy:
+                try:
+                    conn.shutdown_state.wait_for_drain(max(0.0, deadline - time.monotonic()))
+                except ChannelTimeout:
+                    log.warning(
+                        "server %r: %r still handling a request after %ss; closed",
+                        self._name,
+                        conn,
+                        self._close_grace,
+                    )
+                conn._wait_written(max(0.0, deadline - time.monotonic()))
+                conn.close()
+
+        threading.Thread(
+            target=close_when_answered, name=f"aurora-close-{self._name}", daemon=True
+        ).start()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self.connections)} connection(s)"

@@ -133,8 +133,15 @@ def stop() -> bool:
     return True
 
 
+def stop_now() -> bool:
+    """Stop inside this handler: the closing host still sends this reply, after its bye."""
+    (addon.unregister if addon is not None else aurora_blender.stop_host)()
+    return True
+
+
 host.registry.update(
     {
+        "test.stop_now": stop_now,
         "test.thread": thread,
         "test.create": create,
         "test.rename": rename,
