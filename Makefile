@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.aurora-installed
 LINT_PATHS := aurora_dcc tests examples bench hosts
 
-.PHONY: test demo bench lint typecheck clean
+.PHONY: test demo bench lint typecheck py39 clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict aurora_dcc
 
+# The runtime runs in DCCs whose Python is 3.9 (Maya 2023, Houdini 19.5, Nuke 14,
+# 3ds Max 2023): no newer syntax or stdlib API in aurora_dcc (README: "Supported DCC versions").
+py39: $(STAMP)
+	$(VENV)/bin/vermin -q --target=3.9- --no-tips --violations aurora_dcc
+
 # Everything by default; e.g. `make test PYTEST_ARGS='-m "not slow"'` for a quick loop.
 # tests/conftest.py fails the run if a test leaves a file in $TMPDIR.
 PYTEST_ARGS ?=
 
-test: lint typecheck
+test: lint typecheck py39
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)

@@ -21,7 +21,7 @@ Channels
     ``LocalSocketChannel``, ``LocalSocketChannelServer``: a client and a
     server over a Unix socket / Windows named pipe, in pure Python.
     ``create_for_context()``: the right channel for where the code runs.
-    ``call_in_main_thread(fn, *args)``: run ``fn`` on the Qt main thread.
+    ``call_in_main_thread(fn, *args, **kwargs)``: run ``fn`` on the Qt main thread.
 RPC
     ``Peer``: requests, responses and events over any channel.
     ``HandlerRegistry``: request handlers by name (shared by peers and servers).

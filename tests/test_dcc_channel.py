@@ -22,6 +22,7 @@ from qtpy import QtCore
 
 from aurora_dcc import ChannelTimeout, IpcMessage, ShuttingDown
 from aurora_dcc.channel.waker import Waker
+from aurora_dcc.errors import SendFailed
 from aurora_dcc.main_thread.channel import DccIpcChannel
 
 
@@ -179,6 +180,64 @@ def test_call_in_main_thread_reraises_the_exception_in_the_worker(
 def test_call_in_main_thread_runs_inline_on_the_main_thread(channel: DccIpcChannel) -> None:
     # No event loop runs here: a queued call would time out instead.
     assert channel.call_in_main_thread(lambda a, b: a + b, 2, 3, timeout=0.5) == 5
+
+
+def test_post_runs_on_the_main_thread_in_order_without_waiting(
+    qtbot: Any, qapp: Any, channel: DccIpcChannel, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran: list[tuple[int, bool]] = []
+
+    def note(i: int) -> None:
+        ran.append((i, channel.on_main_thread()))
+        if i == 1:
+            raise ValueError("a posted call that fails")  # logged; the next still runs
+
+    in_thread(qtbot, lambda: [channel.post(note, i) for i in range(3)])
+    qtbot.waitUntil(lambda: len(ran) == 3)
+    assert ran == [(0, True), (1, True), (2, True)]
+    assert "a posted call that fails" in caplog.text
+    channel.shutdown()
+    with pytest.raises(ShuttingDown):
+        channel.post(note, 3)
+
+
+def test_post_is_bounded_by_the_channel_capacity(qapp: Any) -> None:
+    waker = ManualWaker()  # nothing runs the main thread's calls until the test does
+    bounded = DccIpcChannel("bounded", capacity=2, waker=waker, send_timeout=0.2)
+    try:
+        bounded.post(lambda: None)
+        bounded.post(lambda: None)
+        with pytest.raises(SendFailed):  # the main thread itself: at once
+            bounded.post(lambda: None)
+        errors: list[BaseException] = []
+
+        def from_worker() -> None:
+            try:
+                bounded.post(lambda: None)
+            except SendFailed as exc:
+                errors.append(exc)
+
+        worker = start_thread(from_worker)
+        worker.join(5.0)
+        assert len(errors) == 1  # a worker waited send_timeout for room
+        waker.callback()  # the main thread runs what was posted: room again
+        bounded.post(lambda: None)
+    finally:
+        bounded.shutdown()
+
+
+def test_call_in_main_thread_passes_keyword_arguments_and_keeps_its_timeout(
+    qtbot: Any, channel: DccIpcChannel
+) -> None:
+    def where(a: int, *, timeout: int = 0, b: int = 0) -> tuple[int, int, int, bool]:
+        return a, b, timeout, channel.on_main_thread()
+
+    assert in_thread(qtbot, lambda: channel.call_in_main_thread(where, 1, b=2, timeout=5.0)) == (
+        1,
+        2,
+        0,  # timeout= is the call's own, not the function's
+        True,
+    )
 
 
 def test_calls_from_many_workers_all_return(qtbot: Any, channel: DccIpcChannel) -> None:

@@ -113,3 +113,28 @@ def test_create_for_context_in_a_plain_script_is_a_thread_channel_and_imports_no
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert out == "ThreadChannel False"
+
+
+def test_in_a_process_that_hosts_the_context_channel_is_in_process_until_it_closes(
+    qapp: object, server: LocalSocketChannelServer, channel_name: str
+) -> None:
+    from aurora_dcc.hosts.qt_host import QtHost
+    from aurora_dcc.main_thread.channel import DccIpcChannel
+    from aurora_dcc.main_thread.in_process import InProcessChannel
+    from aurora_dcc.process.factory import process_host
+
+    host = QtHost(f"{channel_name}_host", export_env=False)
+    try:
+        assert process_host() is host.in_process
+        for environ in ({}, {ENV_CHANNEL: host.name}):  # nothing named, or this very host
+            with create_for_context("panel", environ=environ) as channel:
+                assert isinstance(channel, InProcessChannel)
+        # Told to join another host (a tool started by a DCC, in a process that hosts too).
+        other = {ENV_CHANNEL: server.name, ENV_TOKEN: "s3cret"}
+        with create_for_context(environ=other) as channel:
+            assert isinstance(channel, LocalSocketChannel)
+    finally:
+        host.close()
+    assert process_host() is None
+    with create_for_context("scene", environ={}) as channel:
+        assert isinstance(channel, DccIpcChannel)  # a Qt application without a host again

@@ -2,7 +2,9 @@
 
 - :mod:`aurora_dcc.hosts.qt_host`: ``QtHost``, the server inside any running Qt
   application (Maya, Houdini, Nuke, 3ds Max all run Qt); ``start_host()`` /
-  ``stop_host()`` for shelf buttons and startup scripts.
+  ``stop_host()`` for shelf buttons and startup scripts. Called again with
+  other settings, ``start_host()`` raises :mod:`.host_settings`'s
+  ``HostSettingsError``.
 - :mod:`aurora_dcc.hosts.scene`: ``SceneAdapter`` (what one DCC's API must
   answer) and ``serve_scene()``, the ``scene.info`` / ``scene.ls`` /
   ``scene.select`` handlers and ``selection.changed`` events every host serves.

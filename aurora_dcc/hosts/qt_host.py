@@ -19,24 +19,33 @@ Usage (in Maya's ``userSetup.py`` or a shelf button)::
     host.emit("selection.changed", {"nodes": cmds.ls(selection=True)})
 
 External tools then connect to ``host.name`` (also put in
-``AURORAVIEW_IPC_CHANNEL`` for processes the DCC starts).
+``AURORAVIEW_IPC_CHANNEL`` for processes the DCC starts). Code in the DCC's
+own process gets an in-process channel to the host from
+``create_for_context()`` (``host.in_process``: no socket, handlers on the
+main thread). ``start_host()`` again with other settings raises
+``HostSettingsError``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from ..main_thread.channel import DccIpcChannel
+from ..main_thread.in_process import InProcessServer
 from ..process.backend import BackendHandle, Command, backend_mode, spawn_backend
 from ..process.environment import ENV_CHANNEL, ENV_TOKEN, IpcMode
+from ..process.factory import register_process_host, unregister_process_host
 from ..qt.compat import app_instance
 from ..qt.local_socket import QtLocalSocketServer
 from ..rpc.registry import F, HandlerRegistry
 from ..rpc.server import RpcServer
+from .host_settings import refuse_other_settings, started_with
 
 __all__ = ["QtHost", "current_host", "start_host", "stop_host"]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +83,10 @@ class QtHost:
         self.server = QtLocalSocketServer(self.name, token=token, peer_name=self.peer_name)
         self.rpc = RpcServer(self.server, registry, name=self.peer_name)
         self.main = DccIpcChannel(f"{self.name}.main")
+        # Clients in this process (create_for_context()) reach the same registry, no socket.
+        self.in_process = InProcessServer(self.name, self.main, peer_name=self.peer_name)
+        self.in_process_rpc = RpcServer(self.in_process, self.rpc.registry, name=self.peer_name)
+        register_process_host(self.in_process)
         self._backends: list[BackendHandle] = []
         self._close_callbacks: list[Callable[[], None]] = []
         self._closed = False
@@ -96,12 +109,23 @@ class QtHost:
         return self.rpc.register(name, fn)
 
     def emit(self, event: str, data: Any = None) -> None:
-        """Send an event to every connected client."""
+        """Send an event to every connected client (in this process too)."""
         self.rpc.emit(event, data)
+        self.in_process.emit(event, data)
 
     def on(self, pattern: str, handler: Callable[[str, Any], None]) -> None:
         """Subscribe to events from every client (``*`` wildcards)."""
         self.rpc.on(pattern, handler)
+        self.in_process_rpc.on(pattern, handler)
+
+    def call_in_main_thread(
+        self, fn: Callable[..., T], *args: Any, timeout: Optional[float] = 30.0, **kwargs: Any
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` on the main thread and return its result (any thread).
+
+        Runs inline on the main thread. See ``DccIpcChannel.call_in_main_thread``.
+        """
+        return self.main.call_in_main_thread(fn, *args, timeout=timeout, **kwargs)
 
     def spawn_backend(
         self, command: Command, *, mode: Union[IpcMode, str, None] = None, **options: Any
@@ -140,6 +164,8 @@ class QtHost:
                 backend.stop()
             except Exception:
                 log.exception("stopping backend %r failed", backend)
+        unregister_process_host(self.in_process)
+        self.in_process_rpc.close()
         self.rpc.close()
         self.main.shutdown()
         global _host
@@ -154,14 +180,23 @@ class QtHost:
 
 
 _host: Optional[QtHost] = None
+_host_settings: dict[str, Any] = {}  # what _host runs with (see host_settings)
 
 
 def start_host(name: Optional[str] = None, **options: Any) -> QtHost:
-    """The process's host, started on first call (later calls return the same one)."""
-    global _host
-    if _host is None:
-        _host = QtHost(name, **options)
-    return _host
+    """The process's host, started on first call; later calls return the same one.
+
+    A later call asking for other settings (``name``, ``token``, any option)
+    than the running host's raises ``HostSettingsError`` naming them; settings
+    left out match. ``stop_host()`` first to start another.
+    """
+    global _host, _host_settings
+    if _host is not None:
+        refuse_other_settings(_host, _host_settings, name, options)
+        return _host
+    host = QtHost(name, **options)
+    _host, _host_settings = host, started_with(QtHost, host, options)
+    return host
 
 
 def current_host() -> Optional[QtHost]:

@@ -43,10 +43,9 @@ def start_scene_host(adapter: SceneAdapter, name: Optional[str] = None, **option
             "start the aurora_dcc host on the Qt main thread (not on this thread, or before the"
             " QApplication exists)"
         )
-    host = current_host()
-    if host is None:
+    if current_host() is None:
         options.setdefault("peer_name", adapter.host_name())
-        host = start_host(name, **options)
+    host = start_host(name, **options)  # a running host: refuses other settings
     if "scene.info" not in host.registry:
         serve_scene(host, adapter)
     return host

@@ -32,17 +32,18 @@ the handlers (up to ``shutdown_timeout``) and disconnects from Qt.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, NoReturn, Optional, TypeVar
+from typing import Any, Callable, NoReturn, Optional, TypeVar, Union
 
 from ..channel.base import IpcChannel, Waitable
 from ..channel.shutdown import ShutdownState
 from ..channel.thread import ThreadChannel
 from ..channel.waker import Waker
-from ..errors import ChannelTimeout, ShuttingDown
+from ..errors import ChannelTimeout, SendFailed, ShuttingDown
 from ..protocol.message import IpcMessage
 
 __all__ = ["DccIpcChannel", "call_in_main_thread", "main_thread_channel"]
@@ -113,6 +114,25 @@ class _MainThreadCall:
         raise ChannelTimeout(f"{self.fn!r} did not run on the main thread within {timeout}s")
 
 
+class _PostedCall:
+    """One ``post``: run on the main thread, nobody waits for it."""
+
+    __slots__ = ("args", "fn")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+
+    def run(self) -> None:
+        try:
+            self.fn(*self.args)
+        except Exception:  # nobody waits for it: logged, the drain goes on
+            log.exception("%r, posted to the main thread, raised", self.fn)
+
+    def fail(self, error: BaseException) -> None:
+        log.debug("%r, posted to the main thread, not run: %s", self.fn, error)
+
+
 class DccIpcChannel(IpcChannel):
     """A channel whose handlers run on the main thread (see the module docstring).
 
@@ -152,7 +172,7 @@ class DccIpcChannel(IpcChannel):
         self.shutdown_timeout = shutdown_timeout
         self._waker: Optional[Waker] = None
         self._ready: deque[IpcMessage] = deque()  # taken from the queue, not yet dispatched
-        self._calls: deque[_MainThreadCall] = deque()
+        self._calls: deque[Union[_MainThreadCall, _PostedCall]] = deque()
         self._main_waiting = 0  # wait_event calls in progress on the main thread
         self._arrived = threading.Event()  # set on wakes while _main_waiting
         self._finishing = False
@@ -220,22 +240,20 @@ class DccIpcChannel(IpcChannel):
             self._wake()  # messages may be waiting for their first handler
 
     def call_in_main_thread(
-        self, fn: Callable[..., T], *args: Any, timeout: Optional[float] = 30.0
+        self, fn: Callable[..., T], *args: Any, timeout: Optional[float] = 30.0, **kwargs: Any
     ) -> T:
-        """Run ``fn(*args)`` on the main thread and return its result (or raise its exception).
+        """Run ``fn(*args, **kwargs)`` on the main thread and return its result (or raise).
 
         Runs inline when called on the main thread. Raises ``ChannelTimeout``
         after ``timeout`` seconds (the call is then dropped if it has not
         started), ``ShuttingDown`` when the channel or the application shuts
         down first, ``RuntimeError`` when the channel is not attached yet.
+        ``timeout`` is this call's own; to pass a ``timeout`` argument to
+        ``fn``, bind it first (``functools.partial(fn, timeout=...)``).
         """
-        waker = self._waker
-        if waker is None:
-            self._state.check()
-            raise RuntimeError(
-                f"channel {self._name!r} is not attached to a main thread yet: call attach() "
-                "once the QCoreApplication exists"
-            )
+        waker = self._attached_waker()
+        if kwargs:  # bound here, so the call itself stays one function and its args
+            fn = functools.partial(fn, **kwargs)
         if waker.on_main_thread():
             self._state.check()
             return fn(*args)
@@ -259,6 +277,51 @@ class DccIpcChannel(IpcChannel):
             raise call.error
         result: T = call.result
         return result
+
+    def post(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the main thread soon, in order with the other calls; any thread.
+
+        Does not wait for ``fn``: what it raises is logged. A call still queued
+        when the channel shuts down is dropped. Bounded like ``send``: with
+        ``capacity`` calls waiting, another thread waits up to ``send_timeout``
+        for room, then (the main thread at once) raises ``SendFailed``. Raises
+        ``ShuttingDown`` once the channel shuts down, ``RuntimeError`` when it is
+        not attached yet.
+        """
+        waker = self._attached_waker()
+        self._state.check()
+        calls = self._calls
+        if len(calls) >= self._queue.capacity:
+            self._wait_for_room(waker)
+        calls.append(_PostedCall(fn, args))
+        self._wake()
+
+    def _wait_for_room(self, waker: Waker) -> None:
+        """``post`` found ``capacity`` calls waiting: wait for the main thread to take some."""
+        wait = 0.0 if waker.on_main_thread() else self._queue.send_timeout
+        deadline = None if wait is None else time.monotonic() + wait
+        while len(self._calls) >= self._queue.capacity:
+            self._state.check()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise SendFailed(
+                    f"channel {self._name!r}: {len(self._calls)} calls wait for the main thread"
+                )
+            time.sleep(_WAIT_SLICE)  # rare: the main thread is far behind
+
+    def on_main_thread(self) -> bool:
+        """True when called on the main thread this channel delivers on (False unattached)."""
+        waker = self._waker
+        return waker is not None and waker.on_main_thread()
+
+    def _attached_waker(self) -> Waker:
+        waker = self._waker
+        if waker is None:
+            self._state.check()
+            raise RuntimeError(
+                f"channel {self._name!r} is not attached to a main thread yet: call attach() "
+                "once the QCoreApplication exists"
+            )
+        return waker
 
     def wait_event(self, event: Waitable, timeout: Optional[float]) -> bool:
         """Wait for ``event``; on the main thread, keep delivering and pumping meanwhile.
@@ -443,13 +506,15 @@ def main_thread_channel() -> DccIpcChannel:
         return _default_channel
 
 
-def call_in_main_thread(fn: Callable[..., T], *args: Any, timeout: Optional[float] = 30.0) -> T:
-    """Run ``fn(*args)`` on the Qt main thread and return its result (any thread).
+def call_in_main_thread(
+    fn: Callable[..., T], *args: Any, timeout: Optional[float] = 30.0, **kwargs: Any
+) -> T:
+    """Run ``fn(*args, **kwargs)`` on the Qt main thread and return its result (any thread).
 
     Usage::
 
-        names = call_in_main_thread(cmds.ls, "pCube*", timeout=5.0)
+        names = call_in_main_thread(cmds.ls, "pCube*", type="transform", timeout=5.0)
 
-    See :meth:`DccIpcChannel.call_in_main_thread`.
+    ``timeout`` is the call's own. See :meth:`DccIpcChannel.call_in_main_thread`.
     """
-    return main_thread_channel().call_in_main_thread(fn, *args, timeout=timeout)
+    return main_thread_channel().call_in_main_thread(fn, *args, timeout=timeout, **kwargs)

@@ -6,6 +6,14 @@ Usage::
     channel = IpcChannelFactory.create(IpcMode.LOCAL_SOCKET, "auroraview_4711", token=token)
     server = IpcChannelFactory.create_server(IpcMode.LOCAL_SOCKET, "auroraview_4711")
     mode = auto_detect()                    # IpcMode.LOCAL_SOCKET inside a packed backend
+    register_process_host(server)           # a host starting (InProcessServer); see below
+
+Inside a process that hosts (a DCC after ``start_host()``, Blender after
+``start()``, a ``StandaloneHost``), ``create_for_context()`` returns an
+``InProcessChannel`` to that host (:mod:`aurora_dcc.main_thread.in_process`):
+its requests run the host's handlers on the main thread, without a socket.
+Hosts say they run with :func:`register_process_host` when they start and
+:func:`unregister_process_host` when they close; this module imports no host.
 
 The environment a host gives its child (see docs/PROTOCOL.md and
 :mod:`aurora_dcc.process.backend`): ``AURORAVIEW_IPC_CHANNEL`` (channel name),
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any, Optional
 
@@ -25,6 +34,7 @@ from ..channel.base import IpcChannel
 from ..channel.server import IpcServer
 from ..channel.thread import ThreadChannel
 from ..errors import IpcChannelError
+from ..main_thread.in_process import InProcessServer
 from ..transport.local_socket import LocalSocketChannel, LocalSocketChannelServer, RetryPolicy
 from .environment import ENV_CHANNEL, ENV_MODE, ENV_PACKED, ENV_TOKEN, IpcMode
 
@@ -34,12 +44,41 @@ __all__ = [
     "auto_detect",
     "create_for_context",
     "is_packed",
+    "process_host",
     "qt_app_exists",
+    "register_process_host",
+    "unregister_process_host",
 ]
 
 DEFAULT_NAME = "aurora"
 CONNECT_RETRY = RetryPolicy(attempts=8, initial_delay=0.05, max_delay=0.5)
 """A child may start before its host listens; this covers a couple of seconds."""
+
+
+_process_hosts: list[InProcessServer] = []  # the running hosts of this process, newest last
+_process_hosts_lock = threading.Lock()
+
+
+def register_process_host(server: InProcessServer) -> None:
+    """A host of this process starts: ``create_for_context()`` connects to ``server`` from now on.
+
+    With several hosts, the newest that is still open is used.
+    """
+    with _process_hosts_lock:
+        _process_hosts.append(server)
+
+
+def unregister_process_host(server: InProcessServer) -> None:
+    """The host of ``server`` closes (idempotent)."""
+    with _process_hosts_lock:
+        if server in _process_hosts:
+            _process_hosts.remove(server)
+
+
+def process_host() -> Optional[InProcessServer]:
+    """The in-process server of the newest host running in this process, or None."""
+    with _process_hosts_lock:
+        return _process_hosts[-1] if _process_hosts else None
 
 
 def _environ(environ: Optional[Mapping[str, str]]) -> Mapping[str, str]:
@@ -130,6 +169,9 @@ def create_for_context(
     ====================================================  =====================================
     context                                               channel
     ====================================================  =====================================
+    this process hosts (``start_host()``, a Blender       ``InProcessChannel`` to that host: its
+    host, a ``StandaloneHost``), unless                   requests run the host's handlers on
+    ``AURORAVIEW_IPC_CHANNEL`` names another host         the main thread, never a socket
     packed backend, ``AURORAVIEW_IPC_MODE=legacy``        ``StdioChannel`` over stdin/stdout
     ``AURORAVIEW_IPC_CHANNEL`` set (a packed backend,     ``LocalSocketChannel`` connected to it,
     a subprocess plugin, a tool told where to connect)    with ``AURORAVIEW_IPC_TOKEN``
@@ -148,6 +190,9 @@ def create_for_context(
         peer = Peer(channel)
     """
     env = _environ(environ)
+    host = process_host()
+    if host is not None and env.get(ENV_CHANNEL, host.name) == host.name:
+        return host.connect(name)  # never a socket to our own main thread (it would wait for us)
     mode = auto_detect(env)
     if mode is IpcMode.LEGACY:
         return IpcChannelFactory.create(mode, name, timeout=timeout)

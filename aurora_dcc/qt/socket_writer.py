@@ -1,9 +1,14 @@
 """Writing frames to a ``QLocalSocket``: straight to its descriptor, held while we deliver.
 
-A send outside our ``readyRead`` slots is written at once. What handlers send
-while a slot delivers is held and written when it returns (one write per
-connection per batch); a long burst is written as it goes, and if the handler
-runs an event loop (a dialog, a nested wait) what it sent is written then.
+A send outside our ``readyRead`` slots is written at once. While a slot
+delivers, a handler's first frame (its reply, or an event) is written at
+once, and so is any frame sent after a pause (``_HOLD_SECONDS`` since the
+previous one): a long handler's progress events reach clients as they are
+emitted. Frames that follow closely (a burst) are held and written together:
+when the burst reaches ``_HOLD_BYTES``, when the next frame comes after
+``_HOLD_SECONDS``, when the slot returns (one write per connection per batch),
+or when the handler runs an event loop (a dialog, a nested wait). So the last
+frames of a burst wait for the handler's next send or its return.
 Bytes go straight to the socket's descriptor while Qt has none queued (Qt's own
 write path costs event-loop wake-ups per message); what the OS does not take at
 once is queued in Qt, which writes it as the peer reads. Sends from other
@@ -94,9 +99,10 @@ class DeliveryState(threading.local):
     """Per thread: how many of our ``readyRead`` slots are running, and who holds bytes.
 
     While one runs, a connection writes the first frame a handler sends at
-    once (a reply: no wait for the slot to return), and holds what follows,
-    writing it when the slot returns: a burst, or a broadcast to many clients,
-    costs one write per connection per batch instead of one per message.
+    once (a reply: no wait for the slot to return), and any frame after a
+    pause, and holds what follows closely, writing it when the slot returns:
+    a burst, or a broadcast to many clients, costs one write per connection
+    per batch instead of one per message.
     ``depth`` counts the slot runs in progress (a slot's handler may run a nested
     loop); ``generation`` counts the outermost ones (which frame is a first);
     ``batches`` counts ``holding_sends()`` blocks, in which every frame is held;
@@ -206,6 +212,7 @@ class QtSocketWriter:
         self._push_timer.timeout.connect(self.push_logging_failure)
         self._push_timer_armed = False
         self._first_sent = -1  # the delivery generation whose first frame was written at once
+        self._last_sent = 0.0  # when a slot of ours last sent on this socket (pause or burst?)
         self._fd = _writable_descriptor(socket)
         self._qt_queued = False  # bytes were handed to Qt's write buffer (maybe still there)
 
@@ -222,17 +229,26 @@ class QtSocketWriter:
                     self.push()
                 else:
                     self._write_now(frame)
-            elif not held and self._first_sent != state.generation and not state.batches:
-                self._first_sent = state.generation  # see DeliveryState
-                self._write_now(frame)
             elif held:
                 # Inside a readyRead slot of ours (a handler is sending, maybe to several
                 # connections): the slot writes when it returns; a long burst as it goes.
                 held += frame
-                if len(held) >= _HOLD_BYTES or time.monotonic() - self._held_since >= _HOLD_SECONDS:
+                now = time.monotonic()
+                self._last_sent = now
+                if len(held) >= _HOLD_BYTES or now - self._held_since >= _HOLD_SECONDS:
                     self.push()
-            else:
+            elif state.batches:
                 self.hold(frame)
+            else:
+                # A slot's first frame (a reply), or the first after a pause (a handler's
+                # progress event) is written at once; frames close behind it are a burst.
+                now = time.monotonic()
+                if self._first_sent != state.generation or now - self._last_sent >= _HOLD_SECONDS:
+                    self._first_sent = state.generation  # see DeliveryState
+                    self._write_now(frame)
+                else:
+                    self.hold(frame)
+                self._last_sent = now
             metrics.messages_sent += count
             metrics.bytes_sent += len(frame)
             return

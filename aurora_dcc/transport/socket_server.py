@@ -190,12 +190,17 @@ class LocalSocketChannelServer(StreamServer):
         )
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Hold this thread's emits; write them at the block's end (``IpcServer.batch``)."""
+    def batch(self, *, write_after_pause: bool = False) -> Iterator[None]:
+        """Hold this thread's emits; write them at the block's end (``IpcServer.batch``).
+
+        ``write_after_pause``: see ``LocalSocketChannel.batch``.
+        """
         with contextlib.ExitStack() as stack:
             for conn in self._connections():
                 if isinstance(conn, LocalSocketChannel):
-                    stack.enter_context(conn.batch(skip_if_gone=True))
+                    stack.enter_context(
+                        conn.batch(skip_if_gone=True, write_after_pause=write_after_pause)
+                    )
             yield
 
     def _stop_listening(self) -> None:

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 _BATCH_BYTES = 32 * 1024
 """Inside ``batch()``, held sends are written once they reach this many bytes."""
+_PAUSE_SECONDS = 0.002
+"""In a ``batch(write_after_pause=True)``, a send this long after the previous one is written."""
 DEFAULT_MAX_SEND_BUFFER = 8 * 1024 * 1024
 """A server connection's bound on bytes sent but not yet taken by the OS (the backlog)."""
 _NO_WAIT = SEND_FLAGS | getattr(socket, "MSG_DONTWAIT", 0)
@@ -98,6 +100,8 @@ class SocketWriting(StreamChannel):
         # (freeing hundreds at once can make the C allocator return and re-fault memory).
         self._held = bytearray()
         self._held_count = 0
+        self._write_after_pause = False  # see batch()
+        self._held_sent_at = 0.0  # when the batch last took a frame (write_after_pause)
         if send_timeout is not None and isinstance(stream, socket.socket):
             set_send_timeout(stream, send_timeout)
 
@@ -106,11 +110,16 @@ class SocketWriting(StreamChannel):
         """Stop the connection after a failed write (never called with ``_write_lock`` held)."""
 
     @contextlib.contextmanager
-    def batch(self, *, skip_if_gone: bool = False) -> Iterator[None]:
+    def batch(
+        self, *, skip_if_gone: bool = False, write_after_pause: bool = False
+    ) -> Iterator[None]:
         """Hold this thread's sends and write them together (see ``IpcChannel.batch``).
 
         ``skip_if_gone``: if the connection is gone at the block's end, drop what
         was held instead of raising (a server's broadcast batch).
+        ``write_after_pause``: a send that comes ``_PAUSE_SECONDS`` or more after
+        the previous one is not part of a burst: it is written at once, with what
+        is held (a host's handler emitting progress while it works).
         """
         # One thread batches at a time. Nested blocks, and blocks of other threads
         # meanwhile, hold nothing (never wait: the batching thread may be waiting
@@ -121,6 +130,7 @@ class SocketWriting(StreamChannel):
         try:
             self._batching = threading.get_ident()
             self._broadcast_batch = skip_if_gone
+            self._write_after_pause = write_after_pause
             try:
                 yield
             finally:
@@ -163,6 +173,13 @@ class SocketWriting(StreamChannel):
             held = self._held
             held += data
             self._held_count += count
+            if self._write_after_pause:
+                now = time.monotonic()
+                paused = now - self._held_sent_at >= _PAUSE_SECONDS
+                self._held_sent_at = now
+                if paused:
+                    self._write_held()
+                    return
             if len(held) >= _BATCH_BYTES:
                 self._write_held()
             return
