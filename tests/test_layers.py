@@ -36,13 +36,14 @@ FLOORS: dict[str, int] = {
     "main_thread": 5,
     "process": 6,
     "hosts": 7,
+    "deploy": 7,  # the installer: copies the package and startup files, imports neither
     "cli": 8,
     "__main__": 8,
     "__init__": 8,  # the package itself: aurora_dcc/__init__.py
 }
 """Each top-level part of the package (a subpackage or module) and its floor."""
 
-APART = {frozenset({"transport", "rpc"})}
+APART = {frozenset({"transport", "rpc"}), frozenset({"hosts", "deploy"})}
 """Parts on one floor that must not import each other."""
 
 
