@@ -15,6 +15,10 @@ importable from its subpackage (``aurora_dcc.channel``, ``.rpc``,
 Messages
     ``IpcMessage``, ``IpcMessageType``: the protocol's messages.
     ``PROTOCOL_VERSION``: the wire protocol this package speaks (docs/PROTOCOL.md).
+Buffers (docs/buffers.md)
+    ``BufferSettings``, ``configure_buffers(**fields)``: how buffers travel (the
+    shared-memory threshold, zero copy, numpy arrays); ``release_buffers(value)``:
+    give back the zero-copy views in a received value.
 Channels
     ``IpcChannel``: the interface of every channel (send, receive, ``on_message``).
     ``ThreadChannel``: an in-process pair of channels.
@@ -52,6 +56,8 @@ from .process.backend import spawn_backend
 from .process.backend_peer import connect_backend
 from .process.factory import create_for_context
 from .process.plugin import plugin_context
+from .protocol.buffer_values import release_buffers
+from .protocol.buffers import BufferSettings, configure_buffers
 from .protocol.handshake import PROTOCOL_VERSION
 from .protocol.message import IpcMessage, IpcMessageType
 from .rpc.call_error import IpcCallError
@@ -65,6 +71,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "BufferSettings",
     "ChannelTimeout",
     "Disconnected",
     "ErrorCode",
@@ -83,8 +90,10 @@ __all__ = [
     "ThreadChannel",
     "__version__",
     "call_in_main_thread",
+    "configure_buffers",
     "connect_backend",
     "create_for_context",
     "plugin_context",
+    "release_buffers",
     "spawn_backend",
 ]

@@ -3,12 +3,15 @@ pure-Python server, and our client against a stdlib-only server written from the
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import socket
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from rawclient import RawClient, socket_path
@@ -136,12 +139,22 @@ def test_a_tokenless_server_serves_a_client_that_skips_hello(name: str) -> None:
             assert raw.recv(timeout=WAIT)["event"] == "tick"
 
 
-def test_our_client_against_a_stdlib_server_written_from_the_protocol(name: str) -> None:
+@contextlib.contextmanager
+def stdlib_listener(name: str) -> Iterator[socket.socket]:
+    """A listening Unix socket where PROTOCOL.md puts channel ``name``; removed after."""
     path = socket_path(name)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen()
     listener.settimeout(WAIT)
+    try:
+        yield listener
+    finally:
+        listener.close()
+        os.unlink(path)
+
+
+def test_our_client_against_a_stdlib_server_written_from_the_protocol(name: str) -> None:
     seen: list[dict[str, object]] = []
 
     def serve_one(token: str) -> None:
@@ -165,7 +178,7 @@ def test_our_client_against_a_stdlib_server_written_from_the_protocol(name: str)
         finally:
             raw.close()
 
-    try:
+    with stdlib_listener(name) as listener:
         thread = threading.Thread(target=serve_one, args=("t0k",))
         thread.start()
         with LocalSocketChannel.connect(name, token="t0k", timeout=WAIT) as client:
@@ -194,9 +207,6 @@ def test_our_client_against_a_stdlib_server_written_from_the_protocol(name: str)
         with pytest.raises(Unauthorized):
             LocalSocketChannel.connect(name, token="t0k", timeout=WAIT)
         thread.join(WAIT)
-    finally:
-        listener.close()
-        os.unlink(path)
 
 
 def test_every_request_gets_an_answer_even_when_the_reply_is_over_the_limit(name: str) -> None:
@@ -230,3 +240,54 @@ def test_every_request_gets_an_answer_even_when_the_reply_is_over_the_limit(name
 
 def _raise_call_error(data: object) -> None:
     raise IpcCallError(-32001, "custom failure " + "w" * 5000, data)
+
+
+def test_buffers_reach_a_stdlib_server_inline_when_it_announced_no_shared_memory(
+    name: str,
+) -> None:
+    """Our hello offers shared memory (since 1.1); a server whose ready has no ``buffers``
+    still gets every buffer, inline, as PROTOCOL.md "Buffers (1.1)" describes."""
+    seen: list[dict[str, Any]] = []
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        with RawClient(conn) as raw:
+            seen.append(raw.recv(timeout=WAIT))
+            raw.send({"type": "ready", "data": {"protocol": 1, "peer": "raw", "handlers": []}})
+            seen.append(raw.recv(timeout=WAIT))
+
+    payload = bytes(range(256)) * 1024  # 256 KiB: shared memory for a peer that offered it
+    with stdlib_listener(name) as listener:
+        thread = threading.Thread(target=serve_one)
+        thread.start()
+        with LocalSocketChannel.connect(name, timeout=WAIT) as client:
+            client.send(IpcMessage.request("put", {"blob": payload, "$tag": 1}, id="p1"))
+            thread.join(WAIT)
+    offer = seen[0]["data"]["buffers"]
+    assert offer["shm"] is True and isinstance(offer["prefix"], str)
+    request = seen[1]
+    assert request["buffers"] == 1 and request["data"]["$$tag"] == 1
+    body = request["data"]["blob"]["$buffer"]
+    assert (body["format"], body["shape"]) == ("B", [len(payload)])
+    assert base64.b64decode(body["data"]) == payload
+
+
+def test_a_stdlib_client_sends_and_gets_back_inline_buffers(
+    server: LocalSocketChannelServer,
+) -> None:
+    data = base64.b64encode(b"\x00\x01\x02\x03").decode()
+    with RawClient.connect(server.name) as raw:
+        ready = raw.hello(token="s3cret")
+        assert ready["data"]["buffers"]["shm"] is True  # offered; this client did not ask
+        raw.send(
+            {
+                "type": "request",
+                "id": "b1",
+                "method": "echo",
+                "buffers": 1,
+                "data": {"raw": {"$buffer": {"format": "B", "shape": [4], "data": data}}},
+            }
+        )
+        reply = raw.recv_until(lambda frame: frame.get("id") == "b1")
+    assert reply["buffers"] == 1
+    assert base64.b64decode(reply["data"]["raw"]["$buffer"]["data"]) == b"\x00\x01\x02\x03"

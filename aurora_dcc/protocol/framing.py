@@ -16,9 +16,10 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from ..errors import MessageTooLarge
+from .buffers import BufferPlacer
 from .message import IpcMessage
 
 __all__ = ["DEFAULT_MAX_FRAME", "FrameDecoder", "encode_event", "encode_frame"]
@@ -27,22 +28,30 @@ DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 """The protocol's default frame limit: 16 MiB."""
 
 
-def encode_frame(msg: IpcMessage, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+def encode_frame(
+    msg: IpcMessage, max_frame: int = DEFAULT_MAX_FRAME, placer: Optional[BufferPlacer] = None
+) -> bytes:
     """``msg`` as one frame (JSON + ``\\n``); raises ``MessageTooLarge`` over ``max_frame``.
 
     Checking on the sending side turns an oversized message into an error for
-    the caller instead of a closed connection for everyone.
+    the caller instead of a closed connection for everyone. ``placer``: where
+    buffers in the message go (the connection's; inline base64 by default).
     """
-    frame = msg.to_frame()
+    frame = msg.to_frame(placer)
     if len(frame) > max_frame + 1:  # + 1: the newline
         raise _too_large(msg.type.value, frame, max_frame)
     return frame
 
 
-def encode_event(event: str, data: Any, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+def encode_event(
+    event: str,
+    data: Any,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    placer: Optional[BufferPlacer] = None,
+) -> bytes:
     """``IpcMessage.event_message(event, data)`` as one frame, as ``encode_frame`` does
     (without building the message: ``emit``'s fast path)."""
-    frame = IpcMessage.event_frame(event, data)
+    frame = IpcMessage.event_frame(event, data, placer)
     if len(frame) > max_frame + 1:
         raise _too_large("event", frame, max_frame)
     return frame

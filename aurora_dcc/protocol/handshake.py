@@ -41,7 +41,13 @@ def default_peer_name() -> str:
     return f"{base}-{os.getpid()}"
 
 
-def hello_message(token: Optional[str] = None, peer: Optional[str] = None) -> IpcMessage:
+def hello_message(
+    token: Optional[str] = None,
+    peer: Optional[str] = None,
+    buffers: Optional[dict[str, Any]] = None,
+) -> IpcMessage:
+    """The client's ``hello``; ``buffers``: its shared-memory announcement (PROTOCOL.md,
+    "Buffers (1.1)"), left out when ``None``."""
     data: dict[str, Any] = {
         "protocol": PROTOCOL_VERSION,
         "peer": peer or default_peer_name(),
@@ -49,20 +55,26 @@ def hello_message(token: Optional[str] = None, peer: Optional[str] = None) -> Ip
     }
     if token is not None:
         data["token"] = token
+    if buffers is not None:
+        data["buffers"] = buffers
     return IpcMessage(IpcMessageType.HELLO, data)
 
 
 def ready_message(
-    peer: Optional[str] = None, handler_names: Optional[list[str]] = None
+    peer: Optional[str] = None,
+    handler_names: Optional[list[str]] = None,
+    buffers: Optional[dict[str, Any]] = None,
 ) -> IpcMessage:
-    return IpcMessage(
-        IpcMessageType.READY,
-        {
-            "protocol": PROTOCOL_VERSION,
-            "peer": peer or default_peer_name(),
-            "handlers": sorted(handler_names or []),
-        },
-    )
+    """The server's ``ready`` (or a peer's re-announcement of its handlers); ``buffers``
+    as in :func:`hello_message`."""
+    data: dict[str, Any] = {
+        "protocol": PROTOCOL_VERSION,
+        "peer": peer or default_peer_name(),
+        "handlers": sorted(handler_names or []),
+    }
+    if buffers is not None:
+        data["buffers"] = buffers
+    return IpcMessage(IpcMessageType.READY, data)
 
 
 def check_hello(msg: IpcMessage, token: Optional[str]) -> Optional[IpcError]:

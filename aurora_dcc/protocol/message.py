@@ -18,8 +18,10 @@ import os
 from enum import Enum
 from typing import Any, Optional
 
-from ..errors import ErrorCode, IpcError, SerializationError, peer_repr
+from ..errors import ErrorCode, IpcError, MessageTooLarge, SerializationError, peer_repr
 from . import codec
+from .buffers import ENVELOPE_KEY, INLINE, BufferPlacer, BufferResolver, decode_buffers
+from .buffers import encode_buffers as _encode_buffers
 
 __all__ = ["IpcMessage", "IpcMessageType", "new_message_id"]
 
@@ -42,6 +44,7 @@ class IpcMessageType(str, Enum):
     HELLO = "hello"
     READY = "ready"
     BYE = "bye"
+    RELEASE = "release"
 
 
 _TYPES: dict[str, IpcMessageType] = {t.value: t for t in IpcMessageType}
@@ -162,39 +165,46 @@ class IpcMessage:
             out["error"] = self.error.to_dict()
         return out
 
-    def to_bytes(self) -> bytes:
-        """UTF-8 JSON without the frame's trailing newline."""
+    def to_bytes(self, placer: Optional[BufferPlacer] = None) -> bytes:
+        """UTF-8 JSON without the frame's trailing newline.
+
+        Buffers in ``data`` or ``error.data`` become descriptors placed by
+        ``placer`` (inline base64 by default; see :mod:`.buffers`)."""
         try:
             return codec.dumps(self.to_dict())
         except codec.EncodeError as exc:
-            raise _encode_error(self.type.value, exc) from exc
+            return _frame_with_buffers(self.to_dict(), placer, exc, codec.dumps)
 
-    def to_frame(self) -> bytes:
+    def to_frame(self, placer: Optional[BufferPlacer] = None) -> bytes:
         """UTF-8 JSON with the frame's trailing newline (see ``framing.encode_frame``)."""
         try:
             return _dumps_line(self.to_dict())
         except codec.EncodeError as exc:
-            raise _encode_error(self.type.value, exc) from exc
+            # Only here, where the codec refused something: a message without buffers
+            # never pays for looking for them.
+            return _frame_with_buffers(self.to_dict(), placer, exc, _dumps_line)
 
     @staticmethod
-    def event_frame(event: str, data: Any = None) -> bytes:
+    def event_frame(event: str, data: Any = None, placer: Optional[BufferPlacer] = None) -> bytes:
         """The frame of ``event_message(event, data)``, encoded without building the message.
 
         ``emit`` on the socket transports uses it: an event stream's hot path.
         """
+        obj = {"type": _EVENT, "event": event, "data": {} if data is None else data}
         try:
-            return _dumps_line(
-                {"type": _EVENT, "event": event, "data": {} if data is None else data}
-            )
+            return _dumps_line(obj)
         except codec.EncodeError as exc:
-            raise _encode_error("event", exc) from exc
+            return _frame_with_buffers(obj, placer, exc, _dumps_line)
 
     def to_json(self) -> str:
         return self.to_bytes().decode("utf-8")
 
     @classmethod
-    def from_dict(cls, obj: Any) -> IpcMessage:
-        """Validate a decoded JSON value; raises ``SerializationError`` (-32600)."""
+    def from_dict(cls, obj: Any, resolver: Optional[BufferResolver] = None) -> IpcMessage:
+        """Validate a decoded JSON value; raises ``SerializationError`` (-32600).
+
+        A message with a ``buffers`` field has its descriptors turned into buffers
+        (``resolver``: the connection's, for shared memory; -32602 for a bad one)."""
         try:
             msg_type = _TYPES[obj["type"]]
         except (KeyError, TypeError, IndexError):
@@ -213,23 +223,34 @@ class IpcMessage:
             or (event is None and msg_type is _EVENT)
         ):
             _check(obj)  # raises, or passes str subclasses
-        error = get("error")
+        error, data, buffers = get("error"), get("data"), get(ENVELOPE_KEY)
+        if buffers is not None:
+            try:
+                data = decode_buffers(data, error, buffers, resolver)
+            except SerializationError as exc:
+                if msg_type is _RESPONSE and msg_id is not None:
+                    # The caller is here, not there: its request fails with the reason.
+                    return cls._make(msg_type, None, msg_id, error=IpcError(exc.code, str(exc)))
+                exc.message_id = msg_id
+                raise
         if error is not None:
             try:
                 error = IpcError.from_dict(error)
             except SerializationError as exc:
                 exc.message_id = msg_id
                 raise
-        return cls._make(msg_type, get("data"), msg_id, method, event, error)
+        return cls._make(msg_type, data, msg_id, method, event, error)
 
     @classmethod
-    def from_json(cls, raw: bytes | bytearray | memoryview | str) -> IpcMessage:
+    def from_json(
+        cls, raw: bytes | bytearray | memoryview | str, resolver: Optional[BufferResolver] = None
+    ) -> IpcMessage:
         """Decode one frame (without or with its newline); raises ``SerializationError``."""
         try:
             obj = codec.loads(raw)
         except codec.DecodeError as exc:
             raise SerializationError(f"not valid JSON: {exc}", ErrorCode.PARSE_ERROR) from exc
-        return cls.from_dict(obj)
+        return cls.from_dict(obj, resolver)
 
     from_bytes = from_json
 
@@ -261,6 +282,46 @@ _dumps_line = codec.dumps_line
 def _encode_error(kind: str, exc: Exception) -> SerializationError:
     """What ``to_bytes``/``to_frame``/``event_frame`` raise for data that is not JSON."""
     return SerializationError(f"cannot encode {kind} message: {exc}", ErrorCode.INTERNAL_ERROR)
+
+
+def _frame_with_buffers(
+    obj: dict[str, Any],
+    placer: Optional[BufferPlacer],
+    exc: Exception,
+    dumps: Any,
+) -> bytes:
+    """``obj`` encoded with its buffers as descriptors; the codec's error if it has none."""
+    kind = str(obj["type"].value if isinstance(obj["type"], IpcMessageType) else obj["type"])
+    placer = INLINE if placer is None else placer
+    bodies: list[dict[str, Any]] = []
+    try:
+        if "data" in obj:
+            obj["data"], placed = _encode_buffers(obj["data"], placer)
+            bodies.extend(placed)
+        error = obj.get("error")
+        if isinstance(error, dict) and "data" in error:
+            error["data"], placed = _encode_buffers(error["data"], placer)
+            bodies.extend(placed)
+        if bodies:
+            obj[ENVELOPE_KEY] = len(bodies)
+            frame: bytes = dumps(obj)
+    except codec.EncodeError as again:
+        if bodies:
+            placer.take_back(bodies)
+        raise _encode_error(kind, again) from again
+    except BaseException:
+        if bodies:
+            placer.take_back(bodies)
+        raise
+    if not bodies:
+        raise _encode_error(kind, exc) from exc
+    max_frame = placer.max_frame
+    if max_frame is not None and len(frame) > max_frame + 1:
+        placer.take_back(bodies)
+        raise MessageTooLarge(
+            f"{kind} message of {len(frame) - 1} bytes exceeds the {max_frame}-byte limit"
+        )
+    return frame
 
 
 def _check(obj: Any) -> None:

@@ -25,6 +25,7 @@ from ..errors import (
     ShuttingDown,
     peer_repr,
 )
+from ..protocol.buffers import BlocksExhausted
 from ..protocol.message import IpcMessage, IpcMessageType
 from .call_error import IpcCallError
 from .registry import HandlerRegistry
@@ -113,6 +114,15 @@ class Responder:
         except MessageTooLarge as exc:
             self.channel.metrics.record_error()
             self._reply_too_large(request, response, exc)
+        except BlocksExhausted as exc:  # the caller holds every block it may: it must not wait
+            self.channel.metrics.record_error()
+            self.send_owed(
+                IpcMessage.error_response(
+                    request.id,
+                    ErrorCode.INTERNAL_ERROR,
+                    f"{request.method}: result not sent: {exc}",
+                )
+            )
         except IpcChannelError as exc:
             log.debug(
                 "peer %r: response to %s not sent: %s", self.name, peer_repr(request.method), exc

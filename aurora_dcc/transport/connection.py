@@ -37,6 +37,7 @@ from ..errors import (
 from ..protocol.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
 from ..protocol.handshake import check_hello, error_reply, hello_message, ready_message
 from ..protocol.message import IpcMessage, IpcMessageType
+from .buffer_link import BufferLink
 
 __all__ = ["StreamSession"]
 
@@ -46,7 +47,8 @@ _PING = IpcMessageType.PING
 _RESPONSE = IpcMessageType.RESPONSE
 _REQUEST = IpcMessageType.REQUEST
 # Types the session itself looks at; everything else goes straight through.
-_SESSION_TYPES = frozenset((_HELLO, _READY, _PING))
+_RELEASE = IpcMessageType.RELEASE
+_SESSION_TYPES = frozenset((_HELLO, _READY, _PING, _RELEASE))
 # A server that said bye answers requests itself (with -32002) from then on.
 _CLOSING_TYPES = _SESSION_TYPES | {_REQUEST}
 
@@ -95,6 +97,8 @@ class StreamSession:
         """Client: the error the server refused the session with."""
         self.peer_info: dict[str, object] = {}
         """Data of the peer's latest ``hello`` or ``ready``."""
+        self.buffers = BufferLink()
+        """Where this side's buffers go and how the peer's arrive (shared memory or inline)."""
         self._session_types = _SESSION_TYPES  # the types _session_message looks at
 
     def refuse_requests(self) -> None:
@@ -106,7 +110,9 @@ class StreamSession:
 
     def start(self) -> None:
         """Client: queue the ``hello`` that opens the session."""
-        self.output.append(encode_frame(hello_message(self.token, self.peer_name)))
+        self.output.append(
+            encode_frame(hello_message(self.token, self.peer_name, self.buffers.offer()))
+        )
 
     def announce(self, handler_names: list[str]) -> None:
         """Queue a ``ready`` listing ``handler_names`` (handler list changed)."""
@@ -147,10 +153,11 @@ class StreamSession:
         delivered: list[IpcMessage] = []
         append = delivered.append
         decode = IpcMessage.from_json
+        buffers = self.buffers
         session_types = self._session_types
         for frame in frames:
             try:
-                msg = decode(frame)
+                msg = decode(frame, buffers)
             except SerializationError as exc:
                 metrics.record_error()
                 self._reply(error_reply(exc))
@@ -182,6 +189,9 @@ class StreamSession:
                 )
             )
             return False
+        if msg_type is _RELEASE:
+            self.buffers.on_release(msg.data)  # the peer is done with our blocks
+            return False
         if msg_type is _HELLO:
             # A repeated hello is answered like the first (idempotent).
             self._hello_from_client(msg)
@@ -212,6 +222,8 @@ class StreamSession:
         # Client: the first thing owed is the server's ready, or its refusal.
         if msg.type is _READY:
             self.established = True
+            if isinstance(msg.data, dict):
+                self.buffers.peer_offered(msg.data.get("buffers"))
             return True
         if msg.type is _RESPONSE and msg.error is not None:
             self.refusal = msg.error
@@ -222,7 +234,9 @@ class StreamSession:
     def _hello_from_client(self, msg: IpcMessage) -> None:
         """Server: note an accepted ``hello``'s data and answer it with ``ready``."""
         self.peer_info = msg.data if isinstance(msg.data, dict) else {}
-        self._reply(ready_message(self.peer_name, self._handler_names()))
+        self.buffers.peer_offered(self.peer_info.get("buffers"))
+        offer = self.buffers.offer()
+        self._reply(ready_message(self.peer_name, self._handler_names(), offer))
 
     def _refuse(self, error: IpcError, msg_id: Optional[str] = None) -> None:
         self._reply(IpcMessage(_RESPONSE, id=msg_id, error=error))

@@ -48,9 +48,11 @@ from ..channel.metrics import IpcChannelMetrics
 from ..channel.server import ConnectionHandler, IpcServer
 from ..channel.shutdown import ShutdownState
 from ..errors import ChannelTimeout, Disconnected, IpcChannelError, ShuttingDown
+from ..protocol.buffers import BufferSettings
 from ..protocol.framing import DEFAULT_MAX_FRAME, encode_event, encode_frame
 from ..protocol.handshake import ready_message
 from ..protocol.message import IpcMessage, IpcMessageType
+from .buffer_link import PER_CONNECTION, CarriesBuffers
 from .connection import StreamSession
 from .inbox import Inbox
 
@@ -113,6 +115,8 @@ class StreamChannel(IpcChannel):
         self._on_established = on_established
         self._on_closed = on_closed
         self._undelivered: deque[IpcMessage] = deque()  # read, handed to no handler yet
+        self._buffers = self._session.buffers
+        self._attach_buffers()
 
     # -- the transport's part ----------------------------------------------
 
@@ -150,13 +154,13 @@ class StreamChannel(IpcChannel):
         ``Disconnected`` (the peer left), ``SendFailed`` (the peer stopped reading)."""
         if self._closed:
             raise self._closed_error()
-        self._write_frames(encode_frame(msg, self._max_frame), 1)
+        self._write_frames(encode_frame(msg, self._max_frame, self._buffers), 1)
 
     def emit(self, event: str, data: Any = None) -> None:
         """Send an ``event`` message named ``event`` (as ``send`` does)."""
         if self._closed:
             raise self._closed_error()
-        self._write_frames(encode_event(event, data, self._max_frame), 1)
+        self._write_frames(encode_event(event, data, self._max_frame, self._buffers), 1)
 
     def send_many(self, messages: list[IpcMessage]) -> None:
         """Send several messages with one write (the fast way to stream events).
@@ -165,8 +169,8 @@ class StreamChannel(IpcChannel):
         """
         if not messages:
             return
-        max_frame = self._max_frame
-        frames = [encode_frame(msg, max_frame) for msg in messages]  # raises before any write
+        max_frame, buffers = self._max_frame, self._buffers
+        frames = [encode_frame(msg, max_frame, buffers) for msg in messages]  # before any write
         self._send_frame(b"".join(frames), len(messages))
 
     def announce(self, handler_names: list[str]) -> None:
@@ -202,6 +206,26 @@ class StreamChannel(IpcChannel):
         """Write one frame now, not held by a ``batch()`` of this thread: a close may
         follow at once (a transport whose batches hold writes overrides)."""
         self._write_frames(frame, 1)
+
+    # -- buffers (docs/buffers.md) ---------------------------------------------
+
+    def _attach_buffers(self) -> None:
+        """Wire the session's ``BufferLink`` to this channel: its ``release`` frames go
+        out with the read's replies or from any thread, a sender waiting for blocks
+        waits as ``wait_event`` does, and the blocks go when the connection ends."""
+        owe = self._session.output.append
+        self._buffers.attach(owe, self._send_frame, self.wait_event, self._max_frame)
+        self._state.on_shutdown(self._buffers.close)
+
+    def set_buffer_settings(self, settings: BufferSettings) -> None:
+        """Buffer settings for this connection from now on (threshold, zero copy, numpy...);
+        whether shared memory is offered at all was decided when it connected."""
+        self._buffers.set_settings(settings)
+
+    def _buffer_event_frame(self, event: str, data: Any) -> bytes:
+        """A broadcast event's frame with buffers, placed for this connection without
+        waiting for its blocks (a slow client is skipped, as for any broadcast)."""
+        return encode_event(event, data, self._max_frame, self._buffers.without_waiting())
 
     def _check_open(self) -> None:
         if self._closed:
@@ -474,7 +498,11 @@ class StreamServer(IpcServer):
     def emit(self, event: str, data: Any = None) -> None:
         """Send an event to every connected client (encoded once); a gone client is
         skipped, and one too far behind is dropped (the servers' ``max_send_buffer``)."""
-        frame = encode_event(event, data, self._max_frame)
+        try:
+            frame = encode_event(event, data, self._max_frame, PER_CONNECTION)
+        except CarriesBuffers:  # each client's buffers go its own way (shared memory or not)
+            self._emit_buffers(event, data)
+            return
         size = len(frame)
         for conn in self._connections():
             try:
@@ -483,6 +511,17 @@ class StreamServer(IpcServer):
                 log.debug("server %r: event %r not sent to %r: %s", self._name, event, conn, exc)
                 continue
             self.metrics.record_sent(size)
+
+    def _emit_buffers(self, event: str, data: Any) -> None:
+        """``emit`` of an event that carries buffers: encoded for each connection."""
+        for conn in self._connections():
+            try:
+                frame = conn._buffer_event_frame(event, data)
+                conn._send_broadcast(frame)
+            except IpcChannelError as exc:
+                log.debug("server %r: event %r not sent to %r: %s", self._name, event, conn, exc)
+                continue
+            self.metrics.record_sent(len(frame))
 
     def set_handler_names(self, names: list[str]) -> None:
         self._handler_names = list(names)
