@@ -35,6 +35,12 @@ RPC
 Processes
     ``spawn_backend()`` / ``connect_backend()``: a host and its packed Python
     backend (each side). ``plugin_context()``: a subprocess plugin's side.
+Finding hosts
+    ``connect(target=None)``: a ready client (a ``Peer``, a context manager)
+    of a running host, named by DCC (``"maya"``), pid or channel, or the one
+    host running; its token is read from the host's private token file. An
+    explicit target wins, then ``AURORAVIEW_IPC_CHANNEL``, then discovery
+    (docs/cli.md). ``aurora-dcc hosts`` lists the running hosts.
 Errors
     ``ErrorCode``: the protocol's error codes. ``IpcChannelError``: base of
     every exception a channel raises; ``ChannelTimeout`` (also a
@@ -55,6 +61,7 @@ from .main_thread.channel import call_in_main_thread
 from .process.backend import spawn_backend
 from .process.backend_peer import connect_backend
 from .process.factory import create_for_context
+from .process.host_client import connect
 from .process.plugin import plugin_context
 from .protocol.buffer_values import release_buffers
 from .protocol.buffers import BufferSettings, configure_buffers
@@ -91,6 +98,7 @@ __all__ = [
     "__version__",
     "call_in_main_thread",
     "configure_buffers",
+    "connect",
     "connect_backend",
     "create_for_context",
     "plugin_context",

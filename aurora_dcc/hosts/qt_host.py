@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional, TypeVar, Union
 from ..main_thread.channel import DccIpcChannel
 from ..main_thread.in_process import InProcessServer
 from ..process.backend import BackendHandle, Command, backend_mode, spawn_backend
+from ..process.discovery import publish_running_host
 from ..process.environment import ENV_CHANNEL, ENV_TOKEN, IpcMode
 from ..process.factory import register_process_host, unregister_process_host
 from ..qt.compat import app_instance
@@ -96,6 +97,14 @@ class QtHost:
             if token is not None:
                 os.environ[ENV_TOKEN] = token
         log.info("aurora_dcc host %r listening at %s", self.peer_name, self.server.address)
+        # Listed for `aurora-dcc hosts` and connect("maya"); the default name says no DCC.
+        self.published = publish_running_host(
+            self.name,
+            self.server.address,
+            peer_name=self.peer_name,
+            token=token,
+            dcc=None if peer_name else "qt",
+        )
 
     @property
     def registry(self) -> HandlerRegistry:
@@ -154,6 +163,8 @@ class QtHost:
         if self._closed:
             return
         self._closed = True
+        if self.published is not None:
+            self.published.remove()
         for callback in self._close_callbacks:
             try:
                 callback()
