@@ -16,8 +16,9 @@ Measured: round trips back-to-back and at random phase (the client waits a
 random 0-10 ms before each request), p50 and p99 in ms (the median of a few
 runs) and as ratios to the poll floor; a flood of pipelined requests to the
 host (with and without the wake) while a 16 ms timer runs (its longest gap, at
-rest and during the flood; the floor's drain, which has no time budget,
-beside it); and the idle cost: the CPU of a Blender with the host running and
+rest and during the flood, and the garbage collections meanwhile: a full one
+holds the GIL; the floor's drain, which has no time budget, beside it); and
+the idle cost: the CPU of a Blender with the host running and
 no client against a Blender without it, in the same seconds, from
 ``/proc/<pid>/stat``.
 
@@ -321,7 +322,16 @@ def flood(control: FrameClient, path: str, hello: bool, count: int) -> dict[str,
     time.sleep(0.1)
     stats = control.call("frames.stop")
     client.close()
-    return {"max_gap_ms": stats["max_gap_ms"], "seconds": elapsed, "rate": count / elapsed}
+    young, middle, full = stats["collections"]
+    return {
+        "max_gap_ms": stats["max_gap_ms"],
+        "seconds": elapsed,
+        "rate": count / elapsed,
+        "young_gcs": young,
+        "middle_gcs": middle,
+        "full_gcs": full,
+        "longest_full_gc_ms": stats["longest_full_gc_ms"],
+    }
 
 
 def at_rest(control: FrameClient, seconds: float) -> float:
@@ -433,7 +443,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 f = floods[key]
                 print(
                     f"  during {args.flood:,} pipelined requests to {LABELS[key]!r}: "
-                    f"{f['max_gap_ms']:.1f} ms ({f['rate']:,.0f} req/s)"
+                    f"{f['max_gap_ms']:.1f} ms ({f['rate']:,.0f} req/s; garbage collections"
+                    f" {f['young_gcs']:.0f}/{f['middle_gcs']:.0f}/{f['full_gcs']:.0f} by"
+                    f" generation, the longest full one {f['longest_full_gc_ms']:.1f} ms)"
                 )
         for client in clients.values():
             client.close()

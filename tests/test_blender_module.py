@@ -261,6 +261,29 @@ def test_a_flood_is_drained_within_a_budget_per_tick(module_host: ModuleHost) ->
 
 
 @needs_bpy
+def test_a_flood_waits_in_the_socket_while_the_main_thread_is_busy(
+    module_host: ModuleHost,
+) -> None:
+    """While the main thread is busy, at most ``read_ahead`` (32) requests are queued for
+    it and the rest wait unread: a flood keeps few objects alive, so it brings no long
+    garbage collection (which would freeze Blender's UI). Nothing is lost or reordered."""
+    host = module_host
+    count = 1_000  # all fit in the socket's buffer: the client never waits to write
+    requests = [{"type": "request", "id": "slow", "method": "test.slow", "data": [0.5]}]
+    requests += [{"type": "request", "id": str(i), "method": "test.queued"} for i in range(count)]
+    host.client.send_raw(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
+    responses: list[dict[str, Any]] = []
+    while len(responses) < count + 1:  # events may come between
+        msg = host.client.recv(timeout=30.0)
+        if msg["type"] == "response":
+            responses.append(msg)
+    assert [r["id"] for r in responses] == ["slow"] + [str(i) for i in range(count)]
+    queued = [r["data"] for r in responses[1:]]
+    assert max(queued) <= 32, f"queued for the main thread: up to {max(queued)}"
+    host.stop()
+
+
+@needs_bpy
 def test_the_addon_registers_and_unregisters_cleanly(children: ChildProcesses) -> None:
     host = ModuleHost(children, "--addon")
     try:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import atexit
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -47,7 +48,10 @@ from typing import Any, Callable, Optional, TypeVar
 
 from ..errors import IpcChannelError
 from ..main_thread.channel import DccIpcChannel
+from ..main_thread.in_process import InProcessServer
+from ..process.discovery import publish_running_host
 from ..process.environment import ENV_CHANNEL, ENV_TOKEN
+from ..process.factory import register_process_host, unregister_process_host
 from ..protocol.message import IpcMessage
 from ..rpc.peer import Peer
 from ..rpc.registry import F, HandlerRegistry
@@ -55,6 +59,7 @@ from ..rpc.server import RpcServer
 from ..transport.local_socket import LocalSocketChannelServer
 from .blender_wake import install_wake, uninstall_wake, wake_served
 from .blender_waker import BlenderWaker
+from .host_settings import refuse_other_settings, started_with
 
 __all__ = ["BlenderHost", "current_host", "pump", "start", "start_host", "stop_host"]
 
@@ -68,7 +73,7 @@ ClientsCallback = Callable[[int], None]
 class _Posted:
     """A function posted to the main thread, and the future of its result."""
 
-    __slots__ = ("args", "fn", "future", "kwargs")
+    __slots__ = ("args", "fn", "future", "kwargs", "taken")
 
     def __init__(
         self,
@@ -76,13 +81,17 @@ class _Posted:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         future: concurrent.futures.Future[Any],
+        taken: Optional[threading.Semaphore],
     ) -> None:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
         self.future = future
+        self.taken = taken  # the read-ahead slot this post holds, if any
 
     def run(self) -> None:
+        if self.taken is not None:
+            self.taken.release()
         if not self.future.set_running_or_notify_cancel():
             return
         try:
@@ -106,20 +115,68 @@ class _MainThreadExecutor(concurrent.futures.Executor):
 
     Each ``Peer`` of the host's ``RpcServer`` hands its requests here, so no
     handler runs on a socket thread.
+
+    Socket threads (``submit``) may run at most ``read_ahead`` posts ahead of
+    the main thread; past that, ``submit`` waits (the reader stops reading,
+    and the client's writes wait in turn). A flood then never piles thousands
+    of requests' objects in memory, whose promotion to the oldest garbage
+    collector generation would bring a full collection, which holds the GIL
+    (so freezes Blender's UI) for longer than a frame. The main thread never
+    waits here, nor does :meth:`post_now` (the host's ``post``, for any code).
     """
 
-    def __init__(self, channel: DccIpcChannel) -> None:
+    def __init__(self, channel: DccIpcChannel, read_ahead: int) -> None:
+        if read_ahead < 1:
+            raise ValueError(f"read_ahead must be at least 1, not {read_ahead}")
         self._channel = channel
+        self._room = threading.Semaphore(read_ahead)
+        self._starved = False  # a thread waited for room since take_starved()
+        self._closed = False
 
     def submit(
         self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
     ) -> concurrent.futures.Future[T]:
+        taken = None
+        if not self._channel.on_main_thread():
+            taken = self._room
+            if not taken.acquire(blocking=False):
+                self._starved = True
+                taken.acquire()
+            if self._closed:
+                taken.release()  # and the next waiter sees the close too
+                raise RuntimeError("the Blender host is shutting down")
+        return self._post(fn, args, kwargs, taken)
+
+    def post_now(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """Like ``submit``, never waiting for room: for code that may hold what the main
+        thread needs (a user's thread), or posts little."""
+        return self._post(fn, args, {}, None)
+
+    def _post(
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        taken: Optional[threading.Semaphore],
+    ) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         try:
-            self._channel.send(IpcMessage.data_message(_Posted(fn, args, kwargs, future)))
+            self._channel.send(IpcMessage.data_message(_Posted(fn, args, kwargs, future, taken)))
         except IpcChannelError as exc:  # Peer answers -32002 on RuntimeError
+            if taken is not None:
+                taken.release()
             raise RuntimeError(f"the Blender host is shutting down: {exc}") from exc
         return future
+
+    def take_starved(self) -> bool:
+        """Main thread: whether a thread waited for room since the last call."""
+        starved, self._starved = self._starved, False
+        return starved
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Refuse new posts; a thread waiting for room raises at once (any thread)."""
+        self._closed = True
+        self._room.release()  # each woken waiter releases again for the next one
 
 
 def _import_bpy() -> Any:
@@ -141,7 +198,10 @@ class BlenderHost:
     off (None: its default where the platform supports it); it is never
     used in background or module mode, where no loop sleeps. ``frame_budget``
     bounds each timer tick; ``send_timeout`` bounds how long the main thread
-    may block writing to a client that does not read. Create it on Blender's
+    may block writing to a client that does not read; ``read_ahead`` is how
+    many requests and events the socket threads may queue for the main
+    thread before they stop reading (backpressure: a flood keeps few objects
+    alive, so it brings no long garbage collection). Create it on Blender's
     main thread (module mode: on the thread that will :meth:`pump`).
     ``main`` (a ``DccIpcChannel``) carries the functions posted to the main
     thread, requests among them: use :meth:`post` and
@@ -170,6 +230,7 @@ class BlenderHost:
         idle_interval: float = 0.0,
         frame_budget: float = 0.008,
         send_timeout: float = 2.0,
+        read_ahead: int = 32,
     ) -> None:
         bpy = _import_bpy()
         background = bool(bpy.app.background)
@@ -181,7 +242,10 @@ class BlenderHost:
         self.waker = BlenderWaker(idle_interval=idle_interval)
         self.main = DccIpcChannel(f"{self.name}.main", waker=self.waker, frame_budget=frame_budget)
         self.main.on_message(_run_posted)
-        self._executor = _MainThreadExecutor(self.main)
+        self._executor = _MainThreadExecutor(self.main, read_ahead)
+        # Without the main-loop wake, a tick that made room waits for the readers'
+        # next requests (in budget) rather than leave them to the loop's next pass.
+        self.waker.set_refill(self._executor.take_starved, frame_budget)
         self._close_callbacks: list[Callable[[], None]] = []
         self._clients_callbacks: list[ClientsCallback] = []
         self._closed = False
@@ -194,9 +258,14 @@ class BlenderHost:
             self.main.shutdown()
             raise
         self.rpc = RpcServer(self.server, registry, name=self.peer_name, executor=self._executor)
-        # A drain's responses and events to one client go out in one write, not one each.
-        self.waker.set_drain_context(self.server.batch)
+        # A drain's responses and events to one client go out in one write, not one each;
+        # a handler's progress events, sent apart, still leave as they are emitted.
+        self.waker.set_drain_context(functools.partial(self.server.batch, write_after_pause=True))
         self.rpc.on_peer(self._peer_joined)
+        # Clients in this process (create_for_context()) reach the same registry, no socket.
+        self.in_process = InProcessServer(self.name, self.main, peer_name=self.peer_name)
+        self.in_process_rpc = RpcServer(self.in_process, self.rpc.registry, name=self.peer_name)
+        register_process_host(self.in_process)
         if not background and wake is not False:
             self._install_wake(wake)
         atexit.register(self.close)
@@ -205,6 +274,16 @@ class BlenderHost:
             if token is not None:
                 os.environ[ENV_TOKEN] = token
         log.info("aurora_dcc host %r listening at %s", self.peer_name, self.server.address)
+        # Listed for `aurora-dcc hosts` and connect("blender").
+        self.published = publish_running_host(
+            self.name,
+            self.server.address,
+            peer_name=self.peer_name,
+            token=token,
+            dcc="blender",
+            dcc_version=str(bpy.app.version_string),
+            scene=str(getattr(bpy.data, "filepath", "") or ""),  # restricted in register()
+        )
 
     # -- serving -------------------------------------------------------------
 
@@ -220,31 +299,33 @@ class BlenderHost:
         return self.rpc.register(name, fn)
 
     def emit(self, event: str, data: Any = None) -> None:
-        """Send an event to every connected client (any thread)."""
+        """Send an event to every connected client (any thread; in this process too)."""
         self.rpc.emit(event, data)
+        self.in_process.emit(event, data)
 
     def on(self, pattern: str, handler: Callable[[str, Any], None]) -> None:
         """Subscribe ``handler(event, data)`` to every client's events (run on the main thread)."""
 
         def on_socket_thread(event: str, data: Any) -> None:
-            self.post(handler, event, data)
+            self._executor.submit(handler, event, data)  # a flood of events waits too
 
         self.rpc.on(pattern, on_socket_thread)
+        self.in_process_rpc.on(pattern, handler)  # already on the main thread
 
     # -- the main thread -----------------------------------------------------
 
     def post(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         """Run ``fn(*args)`` on the main thread soon, without waiting (any thread)."""
-        return self._executor.submit(fn, *args)
+        return self._executor.post_now(fn, *args)
 
     def call_in_main_thread(
-        self, fn: Callable[..., T], *args: Any, timeout: Optional[float] = 30.0
+        self, fn: Callable[..., T], *args: Any, timeout: Optional[float] = 30.0, **kwargs: Any
     ) -> T:
-        """Run ``fn(*args)`` on the main thread and return its result (any thread).
+        """Run ``fn(*args, **kwargs)`` on the main thread and return its result (any thread).
 
         Runs inline on the main thread. See ``DccIpcChannel.call_in_main_thread``.
         """
-        return self.main.call_in_main_thread(fn, *args, timeout=timeout)
+        return self.main.call_in_main_thread(fn, *args, timeout=timeout, **kwargs)
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         """Main thread: run ``fn()`` on the main thread ``delay`` seconds from now (or later)."""
@@ -321,13 +402,18 @@ class BlenderHost:
         if self._closed:
             return
         self._closed = True
+        self._executor.shutdown()  # a reader waiting for room answers "shutting down" now
         atexit.unregister(self.close)
+        if self.published is not None:
+            self.published.remove()
         for callback in self._close_callbacks:
             try:
                 callback()
             except Exception:
                 log.exception("close callback %r failed", callback)
         self._remove_wake()
+        unregister_process_host(self.in_process)
+        self.in_process_rpc.close()
         try:
             self.rpc.close()
         except Exception:
@@ -355,14 +441,22 @@ class BlenderHost:
 
 
 _host: Optional[BlenderHost] = None
+_host_settings: dict[str, Any] = {}  # what _host runs with (see host_settings)
 
 
 def start_host(name: Optional[str] = None, **options: Any) -> BlenderHost:
-    """The process's host, started on first call (later calls return the same one)."""
-    global _host
-    if _host is None:
-        _host = BlenderHost(name, **options)
-    return _host
+    """The process's host, started on first call; later calls return the same one.
+
+    A later call asking for other settings than the running host's raises
+    ``HostSettingsError`` naming them (settings left out match).
+    """
+    global _host, _host_settings
+    if _host is not None:
+        refuse_other_settings(_host, _host_settings, name, options)
+        return _host
+    host = BlenderHost(name, **options)
+    _host, _host_settings = host, started_with(BlenderHost, host, options)
+    return host
 
 
 def current_host() -> Optional[BlenderHost]:

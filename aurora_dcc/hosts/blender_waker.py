@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 Interrupt = Callable[[], None]
 DrainContext = Callable[[], contextlib.AbstractContextManager[None]]
 
+_REFILL_WAIT = 0.002
+"""How long a tick waits for producers it made room for (see ``set_refill``): a
+reader released from the read-ahead limit queues its next requests well within it."""
+
 
 class BlenderWaker(Waker):
     """Runs a bound callback on Blender's main thread, from a persistent timer (see module doc).
@@ -76,6 +80,8 @@ class BlenderWaker(Waker):
         self._interrupt: Optional[Interrupt] = None
         self._served: Optional[Callable[[], None]] = None  # tells the interrupt a tick ran
         self._drain_context: Optional[DrainContext] = None
+        self._refill: Optional[Callable[[], bool]] = None
+        self._refill_budget = 0.0
         self._pumping = 0  # pump() calls in progress: wake() then sets _woken
         self._woken = threading.Event()
         self._later: list[tuple[float, int, Callable[[], None]]] = []  # heap: (due, seq, fn)
@@ -164,6 +170,20 @@ class BlenderWaker(Waker):
         thread spends its budget on handlers, not on many small socket writes.
         """
         self._drain_context = context
+
+    def set_refill(self, refill: Optional[Callable[[], bool]], budget: float = 0.0) -> None:
+        """After a drain, if ``refill()`` is true, wait for more work, within ``budget``.
+
+        ``refill()`` (main thread) says whether producers waited for the main
+        thread to make room (the host's read-ahead limit): their next messages
+        are moments away, so the tick waits for them, GIL released, and drains
+        again while they keep coming, instead of leaving them to the next pass
+        of Blender's loop, a sleep away. Only while no interrupt is set: with
+        one, their next message cuts that sleep short. ``budget`` bounds the
+        tick, drains included. ``refill=None`` turns this off.
+        """
+        self._refill = refill
+        self._refill_budget = budget
 
     @property
     def timer_registered(self) -> bool:
@@ -255,21 +275,48 @@ class BlenderWaker(Waker):
 
     def _run_due(self) -> None:
         if self._pending:
-            self._pending = False  # before the drain: a wake during it brings another tick
-            callback = self._callback
-            if callback is not None:
-                context = self._drain_context
-                try:
-                    if context is None:
-                        callback()
-                    else:
-                        with context():
-                            callback()
-                except Exception:  # never raise into Blender's timer machinery
-                    log.exception("main-thread drain raised")
+            started = time.monotonic()
+            self._drain()
+            refill = self._refill
+            # With the interrupt, the producers' next send wakes the loop at once:
+            # short ticks, and Blender handles its events in between.
+            if refill is not None and self._interrupt is None and refill():
+                self._drain_refills(started + self._refill_budget)
         later = self._later
         if later and later[0][0] <= time.monotonic():
             self._run_later()
+
+    def _drain(self) -> None:
+        self._pending = False  # before the drain: a wake during it brings another tick
+        callback = self._callback
+        if callback is None:
+            return
+        context = self._drain_context
+        try:
+            if context is None:
+                callback()
+            else:
+                with context():
+                    callback()
+        except Exception:  # never raise into Blender's timer machinery
+            log.exception("main-thread drain raised")
+
+    def _drain_refills(self, deadline: float) -> None:
+        """Producers wait for room: wait for what they queue next and drain it, in budget."""
+        self._pumping += 1  # wake() now sets _woken
+        try:
+            while not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0.0:
+                    return
+                self._woken.clear()
+                if not self._pending and not self._woken.wait(min(remaining, _REFILL_WAIT)):
+                    return  # the producers are done, or slower than a refill
+                if not self._pending:
+                    return  # closed meanwhile
+                self._drain()
+        finally:
+            self._pumping -= 1
 
     def _run_later(self) -> None:
         later = self._later

@@ -32,6 +32,7 @@ exits at once (``os._exit``: the bench is done with it).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -81,17 +82,37 @@ def serve_forever(server: socket.socket, per_client: Callable[[socket.socket], N
 
 
 class FrameTimer:
-    """A 16 ms persistent timer recording when it ran (a stand-in for a UI that animates)."""
+    """A 16 ms persistent timer recording when it ran (a stand-in for a UI that animates).
+
+    It also counts the garbage collections meanwhile (any thread): a full one
+    holds the GIL, so Blender's main thread runs no Python while it lasts.
+    """
 
     def __init__(self) -> None:
         self.stamps: list[float] = []
         self.running = False
+        self.collections = [0, 0, 0]  # per generation
+        self.longest_full = 0.0  # seconds, the longest generation-2 collection
+        self._collecting_since = 0.0
 
     def start(self) -> None:
         self.stamps = []
+        self.collections = [0, 0, 0]
+        self.longest_full = 0.0
+        if self.watch_gc not in gc.callbacks:
+            gc.callbacks.append(self.watch_gc)
         if not self.running:
             self.running = True
             bpy.app.timers.register(self.tick, first_interval=0.016, persistent=True)
+
+    def watch_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._collecting_since = _perf()
+            return
+        generation = info["generation"]
+        self.collections[generation] += 1
+        if generation == 2:
+            self.longest_full = max(self.longest_full, _perf() - self._collecting_since)
 
     def tick(self) -> Optional[float]:
         if not self.running:
@@ -101,9 +122,16 @@ class FrameTimer:
 
     def stop(self) -> dict[str, Any]:
         self.running = False
+        if self.watch_gc in gc.callbacks:
+            gc.callbacks.remove(self.watch_gc)
         stamps = self.stamps
         gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-        return {"frames": len(stamps), "max_gap_ms": 1000.0 * max(gaps) if gaps else None}
+        return {
+            "frames": len(stamps),
+            "max_gap_ms": 1000.0 * max(gaps) if gaps else None,
+            "collections": self.collections,
+            "longest_full_gc_ms": 1000.0 * self.longest_full,
+        }
 
 
 frames = FrameTimer()

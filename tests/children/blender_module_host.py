@@ -151,6 +151,7 @@ host.registry.update(
         "test.slow": slow,
         "test.start_beat": start_beat,
         "test.stop_beat": stop_beat,
+        "test.queued": lambda: host.main.metrics.snapshot().queue_length,
     }
 )
 
