@@ -473,16 +473,20 @@ def stop_host() -> None:
 def start(name: Optional[str] = None, **options: Any) -> BlenderHost:
     """The process's host, serving Blender's scene (``scene.info``, ``.ls``, ``.select``).
 
-    Idempotent: a running host is returned as it is, given the scene handlers
-    if it has none yet. Selections made in Blender are broadcast as
-    ``selection.changed`` (coalesced). Main thread only.
+    Idempotent: a running host is returned as it is (asked for other settings:
+    ``HostSettingsError``), given the scene handlers if it has none yet.
+    Selections made in Blender are broadcast as ``selection.changed``
+    (coalesced). ``mesh.points {"node": name}`` returns a mesh object's vertex
+    positions as a float32 buffer. Main thread only.
     """
     from .blender_scene import BlenderScene
     from .scene_handlers import serve_scene
 
     host = start_host(name, **options)
     if "scene.info" not in host.registry:
-        serve_scene(host, BlenderScene(call_later=host.call_later))
+        scene = BlenderScene(call_later=host.call_later)
+        serve_scene(host, scene)
+        host.register("mesh.points", scene.mesh_points)
     return host
 
 

@@ -14,8 +14,9 @@ Usage::
 
 Handlers: ``scene.info``, ``scene.ls``, ``scene.select`` (broadcasts
 ``selection.changed``) as every DCC host serves them, plus ``scene.create``
-(broadcasts ``scene.changed``) and ``host.main_thread`` (True when the call
-ran on the main thread).
+(broadcasts ``scene.changed``), ``host.main_thread`` (True when the call
+ran on the main thread) and ``mesh.points`` (``{"count", "seed"}``: sample
+points as a float32 buffer of shape (count, 3), see :mod:`.points`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Optional
 from ..errors import ErrorCode
 from ..qt.compat import QtCore, app_instance, on_qt_main_thread
 from ..rpc.call_error import IpcCallError
+from .points import random_points
 from .qt_host import QtHost
 from .scene import SceneAdapter, scene_info, serve_scene
 
@@ -93,6 +95,7 @@ class StandaloneHost(QtHost):
         serve_scene(self, self.scene)
         self.register("scene.create", self.scene_create)
         self.register("host.main_thread", on_qt_main_thread)
+        self.register("mesh.points", random_points)
 
     def scene_info(self) -> dict[str, Any]:
         return scene_info(self.scene)

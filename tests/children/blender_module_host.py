@@ -86,6 +86,15 @@ def create(name: str) -> str:
     return str(obj.name)
 
 
+def create_mesh(name: str, vertices: list[list[float]]) -> str:
+    """A mesh object whose vertices are ``vertices`` (x, y, z each), no edges or faces."""
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata(vertices, [], [])
+    obj = bpy.data.objects.new(name, mesh)
+    bpy.context.scene.collection.objects.link(obj)
+    return str(obj.name)
+
+
 def rename(old: str, new: str) -> str:
     obj = bpy.data.objects[old]
     obj.name = new
@@ -144,6 +153,7 @@ host.registry.update(
         "test.stop_now": stop_now,
         "test.thread": thread,
         "test.create": create,
+        "test.create_mesh": create_mesh,
         "test.rename": rename,
         "test.select_in_blender": select_in_blender,
         "test.panel": lambda: hasattr(bpy.types, "AURORA_PT_host"),
