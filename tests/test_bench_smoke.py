@@ -5,6 +5,8 @@ asserted is that every transport of ``bench/bench_transports.py`` produced
 figures or was reported as not installed, so the harness cannot silently rot.
 ``bench/bench_blender.py --quick`` likewise prints every row, or says why
 Blender cannot run here (then the test is skipped with that reason).
+``bench/bench_buffers.py --quick`` prints every column (GB/s and ratios) for
+each size, both round-trip rows and its targets.
 """
 
 from __future__ import annotations
@@ -72,3 +74,24 @@ def test_blender_bench_runs_in_quick_mode_or_says_why_not() -> None:
         assert BLENDER_FIGURES.match(row[len(label) :]), row
     for needed in ("16 ms frame timer", "during 1,000 pipelined", "idle CPU", "targets: "):
         assert any(needed in line for line in lines), (needed, proc.stdout)
+
+
+BUFFER_COLUMNS = 9  # GB/s: shm, shm 0-copy, base64, raw socket, memcpy; then 4 ratios
+
+
+def test_buffer_bench_reports_every_column_in_quick_mode() -> None:
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "bench_buffers.py"), "--quick", "--sizes", "4K,64K"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    for size in ("4 KiB", "64 KiB"):
+        (row,) = [line for line in lines if line.strip().startswith(size + " ")]
+        figures = row.split()[2:]
+        assert len(figures) == BUFFER_COLUMNS, row
+        assert all(re.fullmatch(r"\d+\.\d+x?", figure) for figure in figures), row
+    for needed in ("shm offered ", "shm not offered ", "targets (issue 15):"):
+        assert any(line.strip().startswith(needed) for line in lines), (needed, proc.stdout)
