@@ -44,6 +44,7 @@ from typing import Any, Callable
 
 import pytest
 from support import (
+    FAKES,
     ChildProcesses,
     SocketPair,
     ThreadRunner,
@@ -289,3 +290,37 @@ def wait_until_fixture() -> Callable[..., bool]:
             assert wait_until(lambda: received, timeout=5.0)
     """
     return wait_until
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch, qapp: Any) -> Iterator[Any]:
+    """The fake DCC APIs (tests/fake_dcc) importable, fresh for this test; no host before
+    or after it; ``AURORAVIEW_IPC_CHANNEL``/``_TOKEN`` restored. Yields ``fake_main_thread``.
+
+    Usage::
+
+        def test_maya_host(fakes):
+            from aurora_dcc.hosts import maya as aurora_maya
+            host = aurora_maya.start()   # against the fake maya.cmds, on the Qt main thread
+    """
+    from aurora_dcc.hosts.qt_host import current_host, stop_host  # Qt: only where used
+    from aurora_dcc.process.environment import ENV_CHANNEL, ENV_TOKEN
+
+    monkeypatch.syspath_prepend(FAKES)
+    for var in (ENV_CHANNEL, ENV_TOKEN):  # set then deleted: undone even when a host sets it
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+    _forget_fakes()
+    assert current_host() is None
+    import fake_main_thread
+
+    yield fake_main_thread
+    stop_host()
+    _forget_fakes()
+
+
+def _forget_fakes() -> None:
+    """Drop the fake modules (and their scenes) so nothing else in the process sees them."""
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(FAKES):
+            del sys.modules[name]

@@ -26,6 +26,7 @@ from aurora_dcc.transport.local_socket import LocalSocketChannel, LocalSocketCha
 
 __all__ = [
     "CHILDREN",
+    "FAKES",
     "ChildProcesses",
     "SocketPair",
     "ThreadRunner",
@@ -37,6 +38,9 @@ __all__ = [
 
 CHILDREN = Path(__file__).parent / "children"
 """The scripts tests run as child processes (``tests/children``)."""
+
+FAKES = str(Path(__file__).parent / "fake_dcc")
+"""The fake DCC APIs (``maya``, ``hou``, ``nuke``, ``pymxs``): see the ``fakes`` fixture."""
 
 
 def unique_channel_name(prefix: str = "aurora_t") -> str:

@@ -21,17 +21,17 @@ from typing import Any, Callable, Optional
 
 import pytest
 from qt_helpers import in_thread, unique_name
+from support import FAKES
 
 from aurora_dcc.errors import ErrorCode
 from aurora_dcc.hosts.qt_host import current_host, stop_host
-from aurora_dcc.process.environment import ENV_CHANNEL, ENV_TOKEN
+from aurora_dcc.process.environment import ENV_CHANNEL
 from aurora_dcc.rpc.peer import IpcCallError, Peer
 from aurora_dcc.transport.local_socket import LocalSocketChannel
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 HOSTS = os.path.join(ROOT, "hosts")
-FAKES = os.path.join(TESTS, "fake_dcc")
 
 
 @dataclass
@@ -132,29 +132,6 @@ DCCS = {
         hooks=_max_hooks,
     ),
 }
-
-
-@pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch, qapp: Any) -> Any:
-    """The fake DCC APIs on sys.path, imported afresh; no host before or after; env restored."""
-    monkeypatch.syspath_prepend(FAKES)
-    for var in (ENV_CHANNEL, ENV_TOKEN):  # set then deleted: undone even when a host sets it
-        monkeypatch.setenv(var, "")
-        monkeypatch.delenv(var)
-    _forget_fakes()
-    assert current_host() is None
-    import fake_main_thread
-
-    yield fake_main_thread
-    stop_host()
-    _forget_fakes()
-
-
-def _forget_fakes() -> None:
-    """Drop the fake modules (and their scenes) so nothing else in the process sees them."""
-    for name, module in list(sys.modules.items()):
-        if (getattr(module, "__file__", None) or "").startswith(FAKES):
-            del sys.modules[name]
 
 
 def _connect(name: str) -> Peer:

@@ -21,13 +21,12 @@ import textwrap
 from typing import Any
 
 import pytest
+from support import FAKES
 
 from aurora_dcc.hosts.qt_host import current_host, stop_host
-from aurora_dcc.process.environment import ENV_CHANNEL, ENV_TOKEN
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 HOSTS = os.path.join(os.path.dirname(TESTS), "hosts")
-FAKES = os.path.join(TESTS, "fake_dcc")
 
 # startup file, the aurora_dcc.hosts module it starts, the DCC's name in its line
 STARTUP_FILES = [
@@ -104,28 +103,6 @@ def test_the_shelf_button_without_aurora_dcc_says_so_in_one_line() -> None:
     assert result.stderr.splitlines() == [
         "aurora_dcc: the host did not start: ModuleNotFoundError: No module named 'aurora_dcc'"
     ]
-
-
-@pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch, qapp: Any) -> Any:
-    """The fake DCC APIs on sys.path, imported afresh; no host before or after; env restored."""
-    monkeypatch.syspath_prepend(FAKES)
-    for var in (ENV_CHANNEL, ENV_TOKEN):  # set then deleted: undone even when a host sets it
-        monkeypatch.setenv(var, "")
-        monkeypatch.delenv(var)
-    _forget_fakes()
-    assert current_host() is None
-    import fake_main_thread
-
-    yield fake_main_thread
-    stop_host()
-    _forget_fakes()
-
-
-def _forget_fakes() -> None:
-    for name, module in list(sys.modules.items()):
-        if (getattr(module, "__file__", None) or "").startswith(FAKES):
-            del sys.modules[name]
 
 
 def _refuse_to_start(monkeypatch: pytest.MonkeyPatch, shim: str) -> list[str]:
