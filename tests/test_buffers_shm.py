@@ -23,7 +23,7 @@ from rawclient import RawClient
 from support import ChildProcesses, SocketPair, open_socket_pair, wait_until
 from test_buffers import plain
 
-from aurora_dcc.errors import ChannelTimeout, ErrorCode
+from aurora_dcc.errors import ChannelTimeout, ErrorCode, SerializationError
 from aurora_dcc.protocol.buffer_values import release_buffers
 from aurora_dcc.protocol.buffers import BufferSettings, buffer_settings, configure_buffers
 from aurora_dcc.rpc.call_error import IpcCallError
@@ -32,11 +32,13 @@ from aurora_dcc.rpc.server import RpcServer
 from aurora_dcc.transport.local_socket import LocalSocketChannel, LocalSocketChannelServer
 from aurora_dcc.transport.shared_memory import (
     USER_PREFIX,
+    BlockMaps,
     BlockPool,
     connection_prefix,
     list_blocks,
     sweep,
 )
+from aurora_dcc.transport.shm_block import create_block, unlink_block
 
 np = pytest.importorskip("numpy", reason="numpy is in the test extra")
 pytestmark = pytest.mark.skipif(
@@ -164,6 +166,61 @@ def test_a_receiver_unmaps_blocks_its_sender_removed(socket_pair: SocketPair) ->
     client.request("zeros", {"nbytes": 2 * MiB}, timeout=10.0)  # room made: block 1 removed
     assert list_blocks(theirs) == [f"{theirs}2"]
     assert mapped(theirs) == [f"{theirs}2"]  # and unmapped here: its memory is free
+
+
+@pytest.mark.parametrize("zero_copy", [False, True], ids=["copy", "zero-copy"])
+def test_repeated_transfers_open_each_block_of_the_sender_once(
+    socket_pair: SocketPair, monkeypatch: pytest.MonkeyPatch, zero_copy: bool
+) -> None:
+    """The receiver keeps its peer's blocks mapped: 200 transfers open no more of
+    them than the sender's pool holds, a zero-copy view being the same mapping."""
+    client, _ = serve_peers(socket_pair)
+    socket_pair.client.set_buffer_settings(BufferSettings(zero_copy=zero_copy, numpy=False))
+    theirs = offered_prefix(socket_pair.client)
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).startswith(f"/dev/shm/{theirs}") and not flags & os.O_CREAT:
+            opened.append(str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", counting_open)
+    for _ in range(200):
+        data = client.request("zeros", {"nbytes": MiB}, timeout=10.0)
+        assert data.nbytes == MiB and data.readonly is zero_copy
+        assert release_buffers(data) == int(zero_copy)
+    monkeypatch.undo()
+    blocks = list_blocks(theirs)
+    assert 1 <= len(opened) <= len(blocks), (len(opened), blocks)
+    assert len(set(opened)) == len(opened)
+
+
+@pytest.mark.parametrize("change", ["same-size", "bigger", "removed"])
+def test_a_block_made_anew_under_its_name_is_mapped_anew(change: str) -> None:
+    """A kept mapping is checked against the name at each descriptor: a peer that
+    removed a block, or made another under its name, never gets the old one read."""
+    prefix = connection_prefix()
+    name = f"{prefix}1"
+    maps = BlockMaps(peer_prefix=prefix)
+    block = create_block(name, MiB)
+    try:
+        block.buf[:3] = b"old"
+        assert maps.copy_out(name, 0, 3) == b"old"
+        block.close()
+        unlink_block(name)
+        if change == "removed":
+            with pytest.raises(SerializationError, match="no shared-memory block"):
+                maps.copy_out(name, 0, 3)
+            return
+        size = MiB if change == "same-size" else 2 * MiB
+        block = create_block(name, size)
+        block.buf[size - 3 : size] = b"new"
+        assert maps.copy_out(name, size - 3, 3) == b"new"
+    finally:
+        maps.close(remove_peer_blocks=False)
+        block.close()
+        unlink_block(name)
 
 
 def test_zero_copy_views_are_read_only_and_lent_until_released(

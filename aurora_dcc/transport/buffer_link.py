@@ -227,13 +227,13 @@ class BufferLink(BufferPlacer, BufferResolver):
             data = maps.copy_out(body.get("shm"), body.get("offset"), body.get("nbytes"))
             return as_received(data, fmt, shape, settings.numpy)
         try:
-            block, view = maps.borrow(body.get("shm"), body.get("offset"), body.get("nbytes"))
+            root, view = maps.borrow(body.get("shm"), body.get("offset"), body.get("nbytes"))
         except IpcChannelError:
             self._returns.append(lease)
             raise
         value = as_received(view, fmt, shape, settings.numpy, readonly=True)
-        del view  # the value holds the mapping now; the lease must not
-        return lend(value, _SharedLease(self, block, lease))
+        del view  # the value holds it now; the lease must not
+        return lend(value, _SharedLease(self, root, lease))
 
     def message_done(self) -> None:
         returns = self._returns
@@ -284,11 +284,12 @@ class _Impatient(BufferPlacer):
 
 
 class _SharedLease(BufferLease):
-    """A zero-copy lease: its own mapping of the peer's block, returned once unmapped."""
+    """A zero-copy lease: returned once nothing made from its view is alive
+    (``BlockMaps.borrow``'s ``root`` can be released)."""
 
-    def __init__(self, link: BufferLink, block: Any, lease: str) -> None:
+    def __init__(self, link: BufferLink, root: memoryview, lease: str) -> None:
         self._link = link
-        self._block = block
+        self._root = root
         self._lease = lease
         self._wanted = False
         self._done = False
@@ -300,7 +301,7 @@ class _SharedLease(BufferLease):
                 return
             self._wanted = True
             try:
-                self._block.close()
+                self._root.release()
             except BufferError:  # a view of it is alive: never lend this memory again yet
                 _pending.add(self)
                 return

@@ -11,7 +11,9 @@ it (:func:`unlink_prefix`).
   over that, the send waits until the receiver returns blocks.
 - :class:`BlockMaps` (the receiver, one per connection) maps only blocks named
   with the prefix its peer announced on this connection, owned by this user,
-  large enough for the descriptor; mappings are kept for the next transfer.
+  large enough for the descriptor; a block stays mapped, zero-copy leases
+  included, until the peer removes it or the connection closes, so repeated
+  transfers map nothing new on either side.
 
 Usage::
 
@@ -36,7 +38,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import ChannelTimeout, ErrorCode, SerializationError
 from ..protocol.buffers import BlocksExhausted
-from .shm_block import SHM_DIR, attach_block, create_block, unlink_block
+from .shm_block import SHM_DIR, attach_block, create_block, is_current, unlink_block
 
 __all__ = [
     "USER_PREFIX",
@@ -302,7 +304,7 @@ class BlockMaps:
 
         maps = BlockMaps(peer_prefix="ad1000_4711_a1b2c3_1_")
         data = maps.copy_out("ad1000_4711_a1b2c3_1_1", 0, 1024)    # bytearray
-        block, view = maps.borrow("ad1000_4711_a1b2c3_1_1", 0, 1024)  # zero-copy
+        root, view = maps.borrow("ad1000_4711_a1b2c3_1_1", 0, 1024)  # zero-copy
     """
 
     def __init__(self, peer_prefix: Optional[str]) -> None:
@@ -331,23 +333,34 @@ class BlockMaps:
                 f"too small for {nbytes} at offset {offset}"
             )
 
+    def _mapped(self, name: Any, offset: Any, nbytes: Any) -> Any:
+        """The kept mapping of the block a descriptor names, checked; under ``_lock``.
+
+        A block is mapped (and checked) at its first descriptor and kept for the next
+        ones; mapped and checked anew if its name now names another file or a size too
+        small for the descriptor (the peer made it anew)."""
+        name = self._check(name, offset, nbytes)
+        if self._closed:
+            raise _bad("the connection's shared memory is closed")
+        block = self._maps.get(name)
+        if block is not None:
+            if offset + nbytes <= block.size and is_current(block):
+                self._maps.move_to_end(name)
+                return block
+            _close_quietly(self._maps.pop(name))
+        block = attach_block(name)
+        self.seen.add(name)
+        self._forget_removed()
+        self._maps[name] = block
+        if len(self._maps) > _MAX_MAPS:
+            _close_quietly(self._maps.popitem(last=False)[1])
+        self._fits(block, name, offset, nbytes)
+        return block
+
     def copy_out(self, name: Any, offset: Any, nbytes: Any) -> bytearray:
         """The bytes of a descriptor, copied (the mapping is kept for the next one)."""
-        name = self._check(name, offset, nbytes)
         with self._lock:
-            if self._closed:
-                raise _bad("the connection's shared memory is closed")
-            block = self._maps.get(name)
-            if block is None:
-                block = attach_block(name)
-                self.seen.add(name)
-                self._forget_removed()
-                self._maps[name] = block
-                if len(self._maps) > _MAX_MAPS:
-                    _close_quietly(self._maps.popitem(last=False)[1])
-            else:
-                self._maps.move_to_end(name)
-            self._fits(block, name, offset, nbytes)
+            block = self._mapped(name, offset, nbytes)
             with block.buf[offset : offset + nbytes] as part:
                 return bytearray(part)
 
@@ -360,17 +373,24 @@ class BlockMaps:
         for gone in [name for name in self._maps if name not in listed]:
             _close_quietly(self._maps.pop(gone))
 
-    def borrow(self, name: Any, offset: Any, nbytes: Any) -> tuple[Any, memoryview]:
-        """A mapping of its own for one zero-copy lease, and the read-only view in it."""
-        name = self._check(name, offset, nbytes)
-        block = attach_block(name)
-        self.seen.add(name)
+    def borrow(self, name: Any, offset: Any, nbytes: Any) -> tuple[memoryview, memoryview]:
+        """A descriptor's bytes in the kept mapping, for one zero-copy lease: ``(root, view)``.
+
+        ``view`` (read-only) is what to lend; ``root.release()`` raises ``BufferError``
+        while ``view`` or anything made from it (a slice, a cast, a numpy array) is
+        alive, and succeeds once none is: then the lease may go back.
+        """
+        with self._lock:
+            block = self._mapped(name, offset, nbytes)
+            root = block.buf[offset : offset + nbytes].toreadonly()
+        from pickle import PickleBuffer  # here: nothing else of the package needs pickle
+
+        # memoryview(root) would share root's buffer and hold no export of it
+        wrapper = PickleBuffer(root)
         try:
-            self._fits(block, name, offset, nbytes)
-        except BaseException:
-            block.close()
-            raise
-        return block, block.buf[offset : offset + nbytes].toreadonly()
+            return root, memoryview(wrapper)
+        finally:
+            wrapper.release()
 
     def close(self, remove_peer_blocks: bool) -> None:
         """Drop the mappings; ``remove_peer_blocks``: also remove the blocks the peer

@@ -17,6 +17,7 @@ Usage::
     block.buf[:3] = b"abc"
     seen = attach_block("ad1000_4711_a1b2c3_1_1")    # read-only mapping, owner checked
     bytes(seen.buf[:3])                               # b'abc'
+    is_current(seen)                                  # True: the name still names it
     seen.close(); block.close(); unlink_block(block.name)
 """
 
@@ -32,7 +33,7 @@ from typing import Any, Optional
 
 from ..errors import ErrorCode, SerializationError
 
-__all__ = ["SHM_DIR", "FileBlock", "attach_block", "create_block", "unlink_block"]
+__all__ = ["SHM_DIR", "FileBlock", "attach_block", "create_block", "is_current", "unlink_block"]
 
 SHM_DIR = "/dev/shm"
 """Where Linux shows POSIX shared memory as files."""
@@ -57,7 +58,7 @@ class FileBlock:
 
     def __init__(self, name: str, *, create: bool, size: int = 0) -> None:
         self.name = name
-        path = os.path.join(SHM_DIR, name)
+        self._path = path = os.path.join(SHM_DIR, name)
         flags = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         flags |= os.O_RDWR | os.O_CREAT | os.O_EXCL if create else os.O_RDONLY
         fd = os.open(path, flags, 0o600)
@@ -68,6 +69,7 @@ class FileBlock:
             if stat.st_uid != os.geteuid():
                 raise PermissionError(f"shared-memory block {name!r} belongs to another user")
             self.size = stat.st_size
+            self._identity = (stat.st_dev, stat.st_ino, stat.st_size)
             if not self.size:
                 raise ValueError(f"shared-memory block {name!r} is empty")
             access = mmap.ACCESS_WRITE if create else mmap.ACCESS_READ
@@ -97,7 +99,16 @@ class FileBlock:
             self._mmap = None
 
     def unlink(self) -> None:
-        os.unlink(os.path.join(SHM_DIR, self.name))
+        os.unlink(self._path)
+
+    def is_current(self) -> bool:
+        """Whether the name still names the file mapped here, at the size mapped (one
+        ``stat``): a block made anew under the name, or resized, needs a new mapping."""
+        try:
+            stat = os.stat(self._path, follow_symlinks=False)
+        except OSError:
+            return False
+        return (stat.st_dev, stat.st_ino, stat.st_size) == self._identity
 
     def __repr__(self) -> str:
         return f"FileBlock({self.name!r}, size={self.size})"
@@ -154,6 +165,12 @@ def attach_block(name: str) -> Any:
         raise _bad(f"no shared-memory block named {name!r}") from None
     except (OSError, ValueError) as exc:
         raise _bad(f"cannot map shared-memory block {name!r}: {exc}") from None
+
+
+def is_current(block: Any) -> bool:
+    """Whether ``block``'s name still names what it maps (Linux, where a name is a file;
+    elsewhere ``True``: a name is not reused while it is mapped, PROTOCOL.md "Buffers")."""
+    return block.is_current() if isinstance(block, FileBlock) else True
 
 
 def unlink_block(name: str) -> None:
