@@ -25,8 +25,8 @@ from typing import Any, Optional
 
 import pytest
 
+from aurora_dcc.cli.deploy_commands import add_commands
 from aurora_dcc.deploy import payload
-from aurora_dcc.deploy.command import add_commands
 
 REPO = Path(__file__).resolve().parent.parent
 HOSTS = REPO / "hosts"

@@ -2,7 +2,7 @@
 
 Both socket servers (``LocalSocketChannelServer``, pure Python, and
 ``QtLocalSocketServer``, on Qt's event loop) implement it, through
-``aurora_dcc.transport.stream.StreamServer`` (what they share), so code above
+``aurora_dcc.transport.stream_server.StreamServer`` (what they share), so code above
 them (RPC, packed mode, the hosts) does not care which one runs.
 
 Usage::

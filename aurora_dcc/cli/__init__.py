@@ -21,10 +21,10 @@ import sys
 from typing import Any, Optional
 
 from .. import __version__
-from ..deploy.command import add_commands
 from ..process.environment import ENV_CHANNEL, ENV_TOKEN
 from ..protocol.handshake import PROTOCOL_VERSION
 from .buffer_output import show_call_result
+from .deploy_commands import add_commands
 from .exit_codes import EXIT_CODES_HELP, CliError, ExitCode
 
 __all__ = ["EPILOG", "main"]

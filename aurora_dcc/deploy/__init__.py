@@ -10,11 +10,14 @@ docs/install.md is the user's guide.
 
 Parts: ``locations`` (where each DCC looks), ``payload`` (what is copied),
 ``plan`` and ``dccs`` (what each DCC's install writes), ``steps`` (showing or
-making the changes), ``state`` (the record uninstall reads), ``env``, and
-``command`` (the CLI's subcommands).
+making the changes), ``state`` (the record uninstall reads) and ``env``; the
+CLI's ``install``/``uninstall``/``env`` subcommands are in
+``aurora_dcc.cli.deploy_commands``. Nothing here writes to stdout: lines go to
+the ``echo`` callable the caller passes.
 
 Usage::
 
     from aurora_dcc.deploy import dccs, steps
-    steps.install(dccs.plan_for("nuke", dccs.Options()), dry_run=True, echo=print)
+    lines = []
+    steps.install(dccs.plan_for("nuke", dccs.Options()), dry_run=True, echo=lines.append)
 """

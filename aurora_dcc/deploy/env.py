@@ -13,7 +13,7 @@ on the DCC's path it would shadow the DCC's own PySide.
 
 Usage::
 
-    print(render(variables("houdini"), "sh"))
+    text = render(variables("houdini"), "sh")   # lines of `export NAME=value`
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ first (an interrupted write never leaves half a file).
 
 Usage::
 
-    install(plan, dry_run=True, echo=print)     # what would change, nothing written
-    install(plan, dry_run=False, echo=print)
-    uninstall("nuke", "Nuke", dry_run=False, echo=print)
+    lines: list[str] = []
+    install(plan, dry_run=True, echo=lines.append)     # what would change, nothing written
+    install(plan, dry_run=False, echo=lines.append)
+    uninstall("nuke", "Nuke", dry_run=False, echo=lines.append)
 """
 
 from __future__ import annotations

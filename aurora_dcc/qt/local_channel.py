@@ -190,7 +190,7 @@ class QtLocalSocketChannel(StreamChannel):
     def _write_frames(self, data: bytes, count: int) -> None:
         self._writer.send(data, count)
 
-    def _send_broadcast(self, frame: bytes) -> None:
+    def send_broadcast(self, frame: bytes) -> None:
         if self._closed:
             raise self._closed_error()
         self._writer.send_broadcast(frame)  # drops this client if it fell too far behind

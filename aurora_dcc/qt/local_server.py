@@ -36,7 +36,8 @@ from ..protocol.framing import DEFAULT_MAX_FRAME
 from ..transport.address import AddressInUse, claim_address, is_windows
 from ..transport.listener import bind_user_only
 from ..transport.socket_write import DEFAULT_MAX_SEND_BUFFER
-from ..transport.stream import DEFAULT_CLOSE_GRACE, StreamChannel, StreamServer
+from ..transport.stream import StreamChannel
+from ..transport.stream_server import DEFAULT_CLOSE_GRACE, StreamServer
 from .compat import QtCore, is_alive, on_qt_main_thread
 from .event_loop import Invoker, LoopWaiter, interval_ms, require_app
 from .local_channel import QtLocalSocketChannel

@@ -23,7 +23,8 @@ from .address import AddressInUse, InvalidChannelName, UntrustedServer
 from .local_socket import LocalSocketChannel, LocalSocketChannelServer
 from .retry import RetryPolicy
 from .stdio import StdioChannel
-from .stream import StreamChannel, StreamServer
+from .stream import StreamChannel
+from .stream_server import StreamServer
 
 __all__ = [
     "AddressInUse",

@@ -3,14 +3,14 @@
 An acceptor thread takes each client from the :class:`~aurora_dcc.transport.listener.Listener`
 and makes it a :class:`~aurora_dcc.transport.socket_channel.LocalSocketChannel`
 with a reader thread of its own; the bookkeeping, ``accept``, broadcasts and
-announcements come from :class:`~aurora_dcc.transport.stream.StreamServer`.
+announcements come from :class:`~aurora_dcc.transport.stream_server.StreamServer`.
 A watchdog thread, running only while some client is in its handshake, drops
 a client whose session is not open ``handshake_timeout`` seconds after it was
 accepted (a deadline in total: trickling ``hello`` a byte at a time does not
 extend it). Each connection's output is bounded (``max_send_buffer``, see
 :mod:`~aurora_dcc.transport.socket_write`). ``close()`` says ``bye`` to every
 client and lets the requests they sent before it be answered, for up to
-``close_grace`` seconds (:class:`~aurora_dcc.transport.stream.StreamServer`).
+``close_grace`` seconds (:class:`~aurora_dcc.transport.stream_server.StreamServer`).
 
 Usage::
 
@@ -35,7 +35,7 @@ from .listener import Listener
 from .socket_channel import LocalSocketChannel
 from .socket_io import Stream
 from .socket_write import DEFAULT_MAX_SEND_BUFFER
-from .stream import DEFAULT_CLOSE_GRACE, StreamServer
+from .stream_server import DEFAULT_CLOSE_GRACE, StreamServer
 
 __all__ = ["LocalSocketChannelServer"]
 

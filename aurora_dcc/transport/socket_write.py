@@ -147,7 +147,7 @@ class SocketWriting(StreamChannel):
     def _write_unheld(self, frame: bytes) -> None:
         self._write_locked(frame, 1, False)
 
-    def _wait_written(self, timeout: float) -> None:
+    def wait_written(self, timeout: float) -> None:
         """Wait, up to ``timeout``, for a ``batch()`` block in progress to write what it
         holds (a reply held by a drain's batch) and for the backlog to be written."""
         deadline = time.monotonic() + timeout
@@ -185,7 +185,7 @@ class SocketWriting(StreamChannel):
             return
         self._write_locked(data, count)
 
-    def _send_broadcast(self, frame: bytes) -> None:
+    def send_broadcast(self, frame: bytes) -> None:
         """A server's broadcast: never waits for this peer (see the module docstring)."""
         if self._closed:
             raise self._closed_error()

@@ -1,4 +1,4 @@
-"""What every stream transport shares: ``StreamChannel``, ``StreamServer`` and their ``Inbox``.
+"""What every stream transport's channel shares: ``StreamChannel`` and its ``Inbox``.
 
 The pure-Python socket channel, the Qt socket channel and the stdio channel
 all carry the frames of PROTOCOL.md over a byte stream. Everything but the
@@ -14,14 +14,11 @@ transports):
   path, after one closed-channel check;
 * the inbox (bounded, :class:`~aurora_dcc.transport.inbox.Inbox`) and in-order
   delivery to the message handlers;
-* for servers: the connection bookkeeping, ``accept``, ``on_connection``,
-  broadcast ``emit`` and ``set_handler_names``, and the graceful close (``bye``,
-  then each connection closes once the requests it accepted are answered, within
-  ``close_grace`` seconds).
+* what a server asks of each connection: ``send_broadcast``, ``say_bye``,
+  ``wait_written`` (the server's side is :mod:`.stream_server`).
 
-A transport implements the hooks listed on each class (``_write_frames``,
-``_next_message``, ``_wait_settled``; ``address`` and ``_stop_listening`` for a
-server).
+A transport implements the hooks listed on the class (``_write_frames``,
+``_next_message``, ``_wait_settled``).
 
 Usage (a transport over some byte stream ``io``)::
 
@@ -35,37 +32,27 @@ Usage (a transport over some byte stream ``io``)::
 
 from __future__ import annotations
 
-import itertools
 import logging
-import threading
-import time
 from abc import abstractmethod
 from collections import deque
 from typing import Any, Callable, Optional
 
 from ..channel.base import IpcChannel
-from ..channel.metrics import IpcChannelMetrics
-from ..channel.server import ConnectionHandler, IpcServer
 from ..channel.shutdown import ShutdownState
 from ..errors import ChannelTimeout, Disconnected, IpcChannelError, ShuttingDown
 from ..protocol.buffers import BufferSettings
 from ..protocol.framing import DEFAULT_MAX_FRAME, encode_event, encode_frame
 from ..protocol.handshake import ready_message
 from ..protocol.message import IpcMessage, IpcMessageType
-from .buffer_link import PER_CONNECTION, CarriesBuffers
 from .connection import StreamSession
 from .inbox import Inbox
 
-__all__ = ["DEFAULT_CLOSE_GRACE", "Inbox", "StreamChannel", "StreamServer"]
+__all__ = ["Inbox", "StreamChannel"]
 
 log = logging.getLogger(__name__)
 
 _READY = IpcMessageType.READY
 _BYE_FRAME = encode_frame(IpcMessage(IpcMessageType.BYE))
-
-DEFAULT_CLOSE_GRACE = 5.0
-"""Seconds a closing server gives the requests its connections accepted before it
-said ``bye`` to be answered; then it closes them anyway (``close_grace``)."""
 
 
 class StreamChannel(IpcChannel):
@@ -183,12 +170,12 @@ class StreamChannel(IpcChannel):
             raise self._closed_error()
         self._write_frames(frame, count)
 
-    def _send_broadcast(self, frame: bytes) -> None:
+    def send_broadcast(self, frame: bytes) -> None:
         """A server's broadcast of one frame (``StreamServer.emit``); a transport
         overrides it to never wait for a slow peer and to drop one too far behind."""
         self._send_frame(frame)
 
-    def _wait_written(self, timeout: float) -> None:
+    def wait_written(self, timeout: float) -> None:
         """Before a closing server closes this connection: wait (up to ``timeout``) until
         what was sent on it is written; a transport that holds or queues output overrides."""
 
@@ -222,7 +209,7 @@ class StreamChannel(IpcChannel):
         whether shared memory is offered at all was decided when it connected."""
         self._buffers.set_settings(settings)
 
-    def _buffer_event_frame(self, event: str, data: Any) -> bytes:
+    def broadcast_event_frame(self, event: str, data: Any) -> bytes:
         """A broadcast event's frame with buffers, placed for this connection without
         waiting for its blocks (a slow client is skipped, as for any broadcast)."""
         return encode_event(event, data, self._max_frame, self._buffers.without_waiting())
@@ -355,248 +342,3 @@ class StreamChannel(IpcChannel):
             if left:
                 with self._inbox.lock:
                     self._inbox.messages.extendleft(reversed(left))
-
-
-class StreamServer(IpcServer):
-    """A server of stream channels: bookkeeping, ``accept``, broadcast, announcements.
-
-    A transport implements ``address``, ``_stop_listening`` and makes each
-    connection (a :class:`StreamChannel`), telling the base of its life:
-    ``_track`` (new), ``_list`` (established: broadcasts reach it),
-    ``_connection_opened`` (ready for ``accept`` and the connection handlers),
-    ``_connection_closed`` (gone). All of them take ``_lock``.
-
-    Usage::
-
-        with LocalSocketChannelServer("auroraview_4711") as server:   # a StreamServer
-            server.on_connection(lambda conn: conn.on_message(print))
-            server.emit("scene.saved", {"path": "shot.ma"})
-    """
-
-    def __init__(
-        self,
-        name: str,
-        token: Optional[str] = None,
-        max_frame: int = DEFAULT_MAX_FRAME,
-        *,
-        handler_names: Optional[list[str]] = None,
-        peer_name: Optional[str] = None,
-        handshake_timeout: Optional[float] = 10.0,
-        capacity: int = 10_000,
-        close_grace: float = DEFAULT_CLOSE_GRACE,
-    ) -> None:
-        self._name = name
-        self._token = token
-        self._max_frame = max_frame
-        self._handler_names = list(handler_names or [])
-        self._peer_name = peer_name
-        self._handshake_timeout = handshake_timeout
-        self._capacity = capacity
-        self._close_grace = close_grace
-        self._lock = threading.Condition(threading.Lock())
-        self._all: set[StreamChannel] = set()  # every connection still open
-        self._established: list[StreamChannel] = []  # broadcasts go to these
-        self._pending: deque[StreamChannel] = deque()  # established, not yet accept()ed
-        self._connection_handlers: list[ConnectionHandler] = []
-        self._counter = itertools.count(1)
-        self._closed = False
-        self.metrics = IpcChannelMetrics(lambda: len(self._pending))
-
-    # -- the transport's part ----------------------------------------------
-
-    @abstractmethod
-    def _stop_listening(self) -> None:
-        """Stop accepting clients and release the listener (after ``_begin_close``)."""
-
-    def _wait(self, done: Callable[[], bool], timeout: Optional[float]) -> bool:
-        """Block until ``done()`` or ``timeout``; ``_wake`` re-checks."""
-        with self._lock:
-            return self._lock.wait_for(done, timeout)
-
-    def _wake(self) -> None:
-        """The pending queue or the closed flag changed: re-check ``_wait``."""
-        with self._lock:
-            self._lock.notify_all()
-
-    # -- bookkeeping -----------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def connections(self) -> list[IpcChannel]:
-        return list(self._connections())
-
-    def _connections(self) -> list[StreamChannel]:
-        with self._lock:
-            return list(self._established)
-
-    def _current_handler_names(self) -> list[str]:
-        return list(self._handler_names)
-
-    def _track(self, conn: StreamChannel) -> bool:
-        """A new connection, still in its handshake; False if the server is closed."""
-        with self._lock:
-            if self._closed:
-                return False
-            self._all.add(conn)
-            return True
-
-    def _list(self, conn: StreamChannel) -> None:
-        """``conn`` is established: broadcasts reach it from now on."""
-        with self._lock:
-            if conn not in self._established:
-                self._established.append(conn)
-
-    def _connection_opened(self, conn: StreamChannel) -> None:
-        """``conn``'s session is open: queue it for ``accept``, run the connection
-        handlers (on this thread, before anything is delivered to ``conn``)."""
-        with self._lock:
-            if conn not in self._established:
-                self._established.append(conn)
-            self._pending.append(conn)
-            handlers = list(self._connection_handlers)
-        self._wake()
-        for handler in handlers:
-            try:
-                handler(conn)
-            except Exception:
-                self.metrics.record_error()
-                log.exception("server %r: connection handler %r raised", self._name, handler)
-
-    def _connection_closed(self, conn: StreamChannel) -> None:
-        """``conn`` is gone; one that never opened its session counts as an error."""
-        with self._lock:
-            self._all.discard(conn)
-            # Left in _pending for accept(), with what it sent queued, unless the
-            # connection handlers had it: nobody may ever accept() (a host), and the
-            # queue would keep every connection ever made.
-            if self._connection_handlers and conn in self._pending:
-                self._pending.remove(conn)
-            if conn in self._established:
-                self._established.remove(conn)
-            elif not self._closed:
-                self.metrics.record_error()  # refused, silent, or gone before its session
-
-    # -- the server API ----------------------------------------------------------
-
-    def accept(self, timeout: Optional[float] = None) -> IpcChannel:
-        pending = self._pending
-        self._wait(lambda: bool(pending) or self._closed, timeout)
-        with self._lock:
-            if pending:
-                return pending.popleft()
-        if self._closed:
-            raise ShuttingDown(f"server {self._name!r} is closed")
-        raise ChannelTimeout(f"server {self._name!r}: no client connected within {timeout}s")
-
-    def on_connection(self, handler: ConnectionHandler) -> None:
-        with self._lock:
-            self._connection_handlers.append(handler)
-
-    def emit(self, event: str, data: Any = None) -> None:
-        """Send an event to every connected client (encoded once); a gone client is
-        skipped, and one too far behind is dropped (the servers' ``max_send_buffer``)."""
-        try:
-            frame = encode_event(event, data, self._max_frame, PER_CONNECTION)
-        except CarriesBuffers:  # each client's buffers go its own way (shared memory or not)
-            self._emit_buffers(event, data)
-            return
-        size = len(frame)
-        for conn in self._connections():
-            try:
-                conn._send_broadcast(frame)
-            except IpcChannelError as exc:  # closed meanwhile (or dropped): it leaves the list soon
-                log.debug("server %r: event %r not sent to %r: %s", self._name, event, conn, exc)
-                continue
-            self.metrics.record_sent(size)
-
-    def _emit_buffers(self, event: str, data: Any) -> None:
-        """``emit`` of an event that carries buffers: encoded for each connection."""
-        for conn in self._connections():
-            try:
-                frame = conn._buffer_event_frame(event, data)
-                conn._send_broadcast(frame)
-            except IpcChannelError as exc:
-                log.debug("server %r: event %r not sent to %r: %s", self._name, event, conn, exc)
-                continue
-            self.metrics.record_sent(len(frame))
-
-    def set_handler_names(self, names: list[str]) -> None:
-        self._handler_names = list(names)
-        for conn in self._connections():
-            try:
-                conn.announce(names)
-            except IpcChannelError as exc:
-                log.debug("server %r: could not re-announce to %r: %s", self._name, conn, exc)
-
-    # -- closing -------------------------------------------------------------
-
-    def _begin_close(self) -> Optional[list[StreamChannel]]:
-        """Mark the server closed and wake ``accept``; the connections to close, or
-        ``None`` if it was closed already."""
-        with self._lock:
-            if self._closed:
-                return None
-            self._closed = True
-            conns = list(self._all)
-            for conn in self._established:
-                if conn not in self._all:
-                    conns.append(conn)
-        self._wake()
-        return conns
-
-    def close(self) -> None:
-        """Stop listening, say ``bye`` to every client and close the connections: at
-        once those with no request in flight, the others once their requests are
-        answered or ``close_grace`` seconds have passed (without waiting for them here).
-        Idempotent."""
-        conns = self._begin_close()
-        if conns is None:
-            return
-        self._stop_listening()
-        self._close_connections(conns)
-
-    def _close_connections(self, conns: list[StreamChannel]) -> None:
-        """``close``'s part after the listener stopped: ``bye``, then the closes."""
-        busy = []
-        for conn in conns:
-            if conn.is_connected:
-                conn.say_bye()
-                # Requests a Peer is handling (Responder's guard); their answers go first.
-                if conn.shutdown_state.in_flight:
-                    busy.append(conn)
-                    continue
-            conn.close()
-        if busy:
-            self._close_when_answered(busy, time.monotonic() + self._close_grace)
-
-    def _close_when_answered(self, busy: list[StreamChannel], deadline: float) -> None:
-        """Close each of ``busy`` once nothing is in flight on it, or at ``deadline``.
-
-        A thread of its own: ``close()`` may be called by a handler whose own request
-        is one of those in flight. The Qt server does this on its loop instead.
-        """
-
-        def close_when_answered() -> None:
-            for conn in busy:
-                try:
-                    conn.shutdown_state.wait_for_drain(max(0.0, deadline - time.monotonic()))
-                except ChannelTimeout:
-                    log.warning(
-                        "server %r: %r still handling a request after %ss; closed",
-                        self._name,
-                        conn,
-                        self._close_grace,
-                    )
-                conn._wait_written(max(0.0, deadline - time.monotonic()))
-                conn.close()
-
-        threading.Thread(
-            target=close_when_answered, name=f"aurora-close-{self._name}", daemon=True
-        ).start()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self.connections)} connection(s)"
-        return f"<{type(self).__name__} {self._name!r} at {self.address!r}, {state}>"

@@ -17,8 +17,8 @@ import argparse
 import sys
 from typing import Callable
 
-from . import dccs, env, steps
-from .errors import DeployError, StepFailed
+from ..deploy import dccs, env, steps
+from ..deploy.errors import DeployError, StepFailed
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
