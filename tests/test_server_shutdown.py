@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 import pytest
-from support import unique_channel_name
+from support import unique_channel_name, wait_until
 
 from aurora_dcc.errors import ErrorCode
 from aurora_dcc.protocol.message import IpcMessage, IpcMessageType
@@ -328,9 +328,7 @@ def test_a_qt_host_closed_while_its_main_thread_runs_a_handler_still_answers_it(
         channel.on_message(lambda msg: types.append(msg.type))
         peer = Peer(channel)
         future = peer.request_async("slow", timeout=20.0)
-        deadline = time.monotonic() + 5.0
-        while IpcMessageType.BYE not in types and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: IpcMessageType.BYE in types, timeout=5.0)
         try:
             peer.request("slow", timeout=5.0)
             refused = 0
@@ -338,7 +336,7 @@ def test_a_qt_host_closed_while_its_main_thread_runs_a_handler_still_answers_it(
             refused = exc.code
         release.set()
         result = future.result(timeout=10.0)
-        closed = wait_closed(channel)
+        closed = wait_until(channel.is_shutdown, timeout=5.0)
         channel.close()
         return result, IpcMessageType.BYE in types and closed, refused
 
@@ -351,13 +349,6 @@ def test_a_qt_host_closed_while_its_main_thread_runs_a_handler_still_answers_it(
     finally:
         release.set()
         host.close()
-
-
-def wait_closed(channel: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not channel.is_shutdown() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return bool(channel.is_shutdown())
 
 
 def test_a_request_read_after_bye_is_answered_by_the_session_itself(qapp: Any) -> None:

@@ -11,10 +11,7 @@ import importlib.abc
 import importlib.util
 import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -40,14 +37,7 @@ class Collect(logging.Handler):
 
 logging.getLogger().addHandler(Collect())
 
-# Blender makes its session temp folder in $TMPDIR at import: keep it out of the test run's.
-_run_tmpdir = os.environ.get("TMPDIR")
-_bpy_tmpdir = tempfile.mkdtemp(prefix="aurora-bpy-", dir="/tmp")
-os.environ["TMPDIR"] = _bpy_tmpdir
-import bpy  # noqa: E402
-
-if _run_tmpdir is not None:
-    os.environ["TMPDIR"] = _run_tmpdir
+from bpy_module import bpy, remove_bpy_tmpdir  # noqa: E402
 
 spec = importlib.util.spec_from_file_location(
     "aurora_dcc_blender", ADDON / "__init__.py", submodule_search_locations=[str(ADDON)]
@@ -60,4 +50,4 @@ addon.register()
 panel = hasattr(bpy.types, "AURORA_PT_host")
 addon.unregister()
 print(json.dumps({"log": records, "panel": panel}), flush=True)
-shutil.rmtree(_bpy_tmpdir, ignore_errors=True)
+remove_bpy_tmpdir()

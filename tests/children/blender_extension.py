@@ -10,23 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import threading
 from typing import Any
 
 addon_zip, channel = sys.argv[1], sys.argv[2]
 os.environ["AURORA_DCC_BLENDER_CHANNEL"] = channel
 
-# Blender makes its session temp folder in $TMPDIR at import: keep it out of the test run's.
-_run_tmpdir = os.environ.get("TMPDIR")
-_bpy_tmpdir = tempfile.mkdtemp(prefix="aurora-bpy-", dir="/tmp")
-os.environ["TMPDIR"] = _bpy_tmpdir
-import bpy  # noqa: E402
-
-if _run_tmpdir is not None:
-    os.environ["TMPDIR"] = _run_tmpdir
+from bpy_module import bpy, remove_bpy_tmpdir  # noqa: E402, I001 - before addon_utils
 
 import addon_utils  # noqa: E402 - on sys.path once bpy is imported
 
@@ -70,4 +61,4 @@ report = {
     "panel_after_disable": hasattr(bpy.types, "AURORA_PT_host"),
 }
 print(json.dumps(report), flush=True)
-shutil.rmtree(_bpy_tmpdir, ignore_errors=True)
+remove_bpy_tmpdir()

@@ -13,9 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,16 +22,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(REPO))
 
-# Blender makes its session temp folder in $TMPDIR at import: keep it out of the test run's.
-_run_tmpdir = os.environ.get("TMPDIR")
-_bpy_tmpdir = tempfile.mkdtemp(prefix="aurora-bpy-", dir="/tmp")
-os.environ["TMPDIR"] = _bpy_tmpdir
-import bpy  # noqa: E402
-
-if _run_tmpdir is None:
-    del os.environ["TMPDIR"]
-else:
-    os.environ["TMPDIR"] = _run_tmpdir
+from bpy_module import bpy, remove_bpy_tmpdir  # noqa: E402
 
 from aurora_dcc.hosts import blender as aurora_blender  # noqa: E402
 
@@ -188,7 +177,7 @@ report = {
     "panel_left": hasattr(bpy.types, "AURORA_PT_host"),
 }
 print(json.dumps(report), flush=True)
-shutil.rmtree(_bpy_tmpdir, ignore_errors=True)
+remove_bpy_tmpdir()
 left = ("current_host", "socket_left", "timer_registered", "depsgraph_handlers_left", "panel_left")
 clean = report["closed"] and not any(report[key] for key in left)
 sys.exit(0 if clean else 1)

@@ -14,10 +14,7 @@ are emitted. Prints one JSON line with what it found.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,16 +23,7 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(REPO))
 
-# Blender makes its session temp folder in $TMPDIR at import: keep it out of the test run's.
-_run_tmpdir = os.environ.get("TMPDIR")
-_bpy_tmpdir = tempfile.mkdtemp(prefix="aurora-bpy-", dir="/tmp")
-os.environ["TMPDIR"] = _bpy_tmpdir
-import bpy  # noqa: E402, F401
-
-if _run_tmpdir is None:
-    del os.environ["TMPDIR"]
-else:
-    os.environ["TMPDIR"] = _run_tmpdir
+from bpy_module import bpy, remove_bpy_tmpdir  # noqa: E402, F401
 
 from aurora_dcc import LocalSocketChannel, Peer, create_for_context  # noqa: E402
 from aurora_dcc.hosts import blender as aurora_blender  # noqa: E402
@@ -126,4 +114,4 @@ report["progress_before_response"] = len(arrived) == 5 and all(t < answered for 
 aurora_blender.stop_host()
 report["closed_channel_shut_down"] = channel.is_shutdown()
 print(json.dumps(report), flush=True)
-shutil.rmtree(_bpy_tmpdir, ignore_errors=True)
+remove_bpy_tmpdir()
